@@ -1,0 +1,212 @@
+"""Model configurations: GPT-2 and DeepSeek (V2, V2-Lite, V3), with their real dimensions.
+
+Sources: GPT-2 small from the released `gpt2` config; DeepSeek from
+deepseek-ai/DeepSeek-V3 `inference/configs/*.json` and the Hugging Face configs
+(see shared/REFERENCE.md). Each config is a frozen dataclass; nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from mla_core.errors import UserError
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    """A GPT-2 model: multi-head attention, learned positions, LayerNorm, tied head."""
+
+    name: str = "gpt2-small"
+    vocab_size: int = 50257
+    n_ctx: int = 1024  # longest context (learned position embeddings)
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def __post_init__(self) -> None:
+        for f in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head"):
+            if getattr(self, f) < 1:
+                raise UserError(f"GPT-2 config {self.name!r}: {f}={getattr(self, f)} must be >= 1")
+        if self.n_embd % self.n_head:
+            raise UserError(
+                f"GPT-2 config {self.name!r}: n_embd={self.n_embd} is not divisible by "
+                f"n_head={self.n_head}"
+            )
+
+
+@dataclass(frozen=True)
+class YarnScaling:
+    """YaRN rope scaling as DeepSeek uses it (applied only past `original_seq_len`)."""
+
+    factor: float = 40.0
+    original_seq_len: int = 4096
+    beta_fast: int = 32
+    beta_slow: int = 1
+    mscale: float = 1.0  # m in mscale = 0.1 * m * ln(factor) + 1
+
+
+@dataclass(frozen=True)
+class DeepSeekConfig:
+    """A DeepSeek-style model with Multi-head Latent Attention (names as in the paper/code).
+
+    q_lora_rank = d'_c (None: no query compression, queries come straight from h),
+    kv_lora_rank = d_c (the cached latent), qk_rope_head_dim = d_R (the decoupled RoPE key,
+    shared by all heads and cached too), qk_nope_head_dim / v_head_dim = d_h.
+    """
+
+    name: str
+    hidden_size: int
+    n_layers: int
+    n_heads: int
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    vocab_size: int
+    intermediate_size: int = 0  # dense MLP width of the small models (0: 4 * hidden_size)
+    max_seq_len: int = 4096
+    rope_theta: float = 10000.0
+    yarn: YarnScaling | None = None  # None: plain RoPE
+    rms_norm_eps: float = 1e-6
+    tie_embeddings: bool = False
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    def __post_init__(self) -> None:
+        positive = (
+            "hidden_size",
+            "n_layers",
+            "n_heads",
+            "kv_lora_rank",
+            "qk_nope_head_dim",
+            "v_head_dim",
+            "vocab_size",
+            "max_seq_len",
+        )
+        for f in positive:
+            if getattr(self, f) < 1:
+                raise UserError(
+                    f"DeepSeek config {self.name!r}: {f}={getattr(self, f)} must be >= 1"
+                )
+        if self.qk_rope_head_dim < 0 or self.qk_rope_head_dim % 2:
+            raise UserError(
+                f"DeepSeek config {self.name!r}: qk_rope_head_dim={self.qk_rope_head_dim} "
+                "must be an even number >= 0"
+            )
+        if self.q_lora_rank is not None and self.q_lora_rank < 1:
+            raise UserError(
+                f"DeepSeek config {self.name!r}: q_lora_rank={self.q_lora_rank} must be >= 1 or None"
+            )
+
+
+# The official DeepSeek inference code turns YaRN on only when max_seq_len exceeds the
+# original 4096; its shipped configs leave max_seq_len at 4 * 4096 = 16384.
+_DEEPSEEK_YARN = YarnScaling(factor=40.0, original_seq_len=4096, beta_fast=32, beta_slow=1)
+
+GPT2_SMALL = GPT2Config()
+GPT2_MEDIUM = GPT2Config(name="gpt2-medium", n_embd=1024, n_layer=24, n_head=16)
+GPT2_LARGE = GPT2Config(name="gpt2-large", n_embd=1280, n_layer=36, n_head=20)
+GPT2_XL = GPT2Config(name="gpt2-xl", n_embd=1600, n_layer=48, n_head=25)
+
+DEEPSEEK_V3 = DeepSeekConfig(
+    name="deepseek-v3",
+    hidden_size=7168,
+    n_layers=61,
+    n_heads=128,
+    q_lora_rank=1536,
+    kv_lora_rank=512,
+    qk_nope_head_dim=128,
+    qk_rope_head_dim=64,
+    v_head_dim=128,
+    vocab_size=129280,
+    intermediate_size=18432,
+    max_seq_len=16384,
+    yarn=_DEEPSEEK_YARN,
+)
+DEEPSEEK_V2 = replace(
+    DEEPSEEK_V3,
+    name="deepseek-v2",
+    hidden_size=5120,
+    n_layers=60,
+    vocab_size=102400,
+    intermediate_size=12288,
+)
+DEEPSEEK_V2_LITE = replace(
+    DEEPSEEK_V3,
+    name="deepseek-v2-lite",
+    hidden_size=2048,
+    n_layers=27,
+    n_heads=16,
+    q_lora_rank=None,
+    vocab_size=102400,
+    intermediate_size=10944,
+)
+
+BUILTIN_CONFIGS: dict[str, GPT2Config | DeepSeekConfig] = {
+    c.name: c
+    for c in (
+        GPT2_SMALL,
+        GPT2_MEDIUM,
+        GPT2_LARGE,
+        GPT2_XL,
+        DEEPSEEK_V3,
+        DEEPSEEK_V2,
+        DEEPSEEK_V2_LITE,
+    )
+}
+
+
+def builtin_config(name: str) -> GPT2Config | DeepSeekConfig:
+    """A built-in config by name (e.g. 'deepseek-v3', 'gpt2-small')."""
+    try:
+        return BUILTIN_CONFIGS[name]
+    except KeyError:
+        allowed = ", ".join(BUILTIN_CONFIGS)
+        raise UserError(f"unknown config {name!r}; built-in configs: {allowed}") from None
+
+
+def load_config_json(path: str | Path) -> dict:
+    """Read a Hugging Face style config.json into a dict, with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"config file {str(path)!r} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"config file {str(path)!r} must hold a JSON object, not {type(data).__name__}"
+        )
+    return data
+
+
+def gpt2_config_from_hf(data: dict, name: str = "gpt2") -> GPT2Config:
+    """A GPT2Config from the keys of a Hugging Face GPT-2 config.json."""
+    missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in data]
+    if missing:
+        raise UserError(f"GPT-2 config {name!r} lacks the key(s) {', '.join(missing)}")
+    defaults = GPT2Config()
+    return GPT2Config(
+        name=name,
+        vocab_size=int(data.get("vocab_size", defaults.vocab_size)),
+        n_ctx=int(data.get("n_positions", data.get("n_ctx", defaults.n_ctx))),
+        n_embd=int(data["n_embd"]),
+        n_layer=int(data["n_layer"]),
+        n_head=int(data["n_head"]),
+        layer_norm_eps=float(data.get("layer_norm_epsilon", defaults.layer_norm_eps)),
+    )
+
+
+def config_field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
