@@ -105,7 +105,8 @@ class DeepSeekConfig:
             )
         if self.q_lora_rank is not None and self.q_lora_rank < 1:
             raise UserError(
-                f"DeepSeek config {self.name!r}: q_lora_rank={self.q_lora_rank} must be >= 1 or None"
+                f"DeepSeek config {self.name!r}: q_lora_rank={self.q_lora_rank} "
+                "must be >= 1 (or None)"
             )
 
 
