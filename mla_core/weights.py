@@ -1,0 +1,395 @@
+"""Where GPT-2's weights come from, and how a Hugging Face checkpoint becomes our model.
+
+Resolution order (`resolve_weights`), first match wins, and the answer says which:
+
+1. `--weights DIR` (the `weights_dir` argument), else the `MLA_GPT2_WEIGHTS` environment variable;
+2. a `gpt2` snapshot already in the Hugging Face cache (looked up offline, no network call);
+3. a download with huggingface_hub, only when asked (`--download`);
+4. the project's embedded default model, `assets/models/demo-gpt2/`.
+
+A weights folder holds `config.json` and `model.safetensors` (never a pickle: a
+`pytorch_model.bin` is refused with the command that converts it). When it also holds
+`model.safetensors.sha256` (one line: the hex digest) the file is checked against it.
+
+Checkpoint layout (what Hugging Face GPT-2 files look like):
+- keys: the official `gpt2` files say `h.0.attn.c_attn.weight`; `save_pretrained` writes
+  `transformer.h.0.attn.c_attn.weight`. Both load.
+- the four projections (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) are Conv1D layers
+  stored [in, out]; nn.Linear wants [out, in], so they are transposed.
+- `attn.bias` / `attn.masked_bias` are the causal-mask buffers of old checkpoints: ignored.
+- `lm_head.weight`, if stored, must equal the token embedding (GPT-2's head is tied).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from mla_core.configs import GPT2Config, gpt2_config_from_hf, load_config_json
+from mla_core.errors import UserError
+from mla_core.gpt2 import GPT2
+
+WEIGHTS_ENV = "MLA_GPT2_WEIGHTS"
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo-gpt2"
+HF_REPO_IDS = ("gpt2", "openai-community/gpt2")  # the same files under the old and new name
+DOWNLOAD_REPO_ID = "openai-community/gpt2"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+SHA256_FILE = "model.safetensors.sha256"
+
+# Stored [in, out] by Hugging Face's Conv1D; nn.Linear holds [out, in].
+CONV1D_SUFFIXES = (
+    "attn.c_attn.weight",
+    "attn.c_proj.weight",
+    "mlp.c_fc.weight",
+    "mlp.c_proj.weight",
+)
+# The causal-mask buffers some checkpoints carry (careful: "c_attn.bias" is a real weight).
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+
+CONVERT_HINT = (
+    "load it with transformers.GPT2LMHeadModel.from_pretrained(DIR) and save it with "
+    ".save_pretrained(OUT, safe_serialization=True)"
+)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """A resolved weights folder and how it was found."""
+
+    kind: str  # "weights-arg", "env", "hf-cache", "download" or "embedded"
+    path: Path  # the folder holding config.json and model.safetensors
+    description: str  # one human-readable line for captions and manifests
+    sha256: str  # of model.safetensors
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "description": self.description,
+            "sha256": self.sha256,
+        }
+
+
+# --- where the weights come from --------------------------------------------------------
+
+
+def resolve_weights(
+    weights_dir: str | Path | None = None,
+    download: bool = False,
+    *,
+    hf_cache_dir: str | Path | None = None,
+    embedded_dir: str | Path | None = None,
+) -> WeightsSource:
+    """Find the GPT-2 weights folder, in the order of the module docstring.
+
+    `hf_cache_dir` / `embedded_dir` override where the Hugging Face cache and the embedded
+    model are looked for (tests use them; None means the usual places).
+    """
+    if weights_dir is not None:
+        path = _checked_folder(Path(weights_dir), "--weights")
+        return _source("weights-arg", path, f"--weights {path}")
+    env_value = os.environ.get(WEIGHTS_ENV)
+    if env_value:
+        path = _checked_folder(Path(env_value), WEIGHTS_ENV)
+        return _source("env", path, f"{WEIGHTS_ENV}={path}")
+
+    cached = find_in_hf_cache(hf_cache_dir)
+    if cached is not None:
+        repo_id, path = cached
+        return _source("hf-cache", path, f"Hugging Face cache: {repo_id} ({path})")
+
+    if download:
+        path = download_gpt2(hf_cache_dir)
+        return _source("download", path, f"downloaded {DOWNLOAD_REPO_ID} ({path})")
+
+    embedded = Path(embedded_dir) if embedded_dir is not None else EMBEDDED_DIR
+    if (embedded / WEIGHTS_FILE).is_file():
+        path = _checked_folder(embedded, "the embedded model")
+        return _source(
+            "embedded",
+            path,
+            f"the project's embedded demo GPT-2 ({_display_path(path)}), "
+            "trained by this project, not OpenAI's GPT-2",
+        )
+    raise UserError(
+        f"no GPT-2 weights found: pass --weights DIR (or set {WEIGHTS_ENV}) to a folder with "
+        f"{CONFIG_FILE} and {WEIGHTS_FILE}, use --download to fetch {DOWNLOAD_REPO_ID}, or add "
+        f"the embedded model at {_display_path(embedded)}"
+    )
+
+
+def find_in_hf_cache(cache_dir: str | Path | None = None) -> tuple[str, Path] | None:
+    """A cached `gpt2` snapshot folder with both files, without touching the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for repo_id in HF_REPO_IDS:
+        weights = try_to_load_from_cache(repo_id, WEIGHTS_FILE, cache_dir=cache_dir)
+        config = try_to_load_from_cache(repo_id, CONFIG_FILE, cache_dir=cache_dir)
+        if isinstance(weights, str) and isinstance(config, str):
+            if Path(weights).parent == Path(config).parent:
+                return repo_id, Path(weights).parent
+    return None
+
+
+def download_gpt2(cache_dir: str | Path | None = None) -> Path:
+    """Download config.json and model.safetensors of GPT-2 small into the Hugging Face cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            DOWNLOAD_REPO_ID, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE], cache_dir=cache_dir
+        )
+    except Exception as err:  # offline, DNS, proxy, HTTP: all end the same way for the user
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"could not download {DOWNLOAD_REPO_ID} ({type(err).__name__}: {reason}); "
+            f"are you offline? Use --weights DIR or {WEIGHTS_ENV} instead"
+        ) from None
+    return Path(folder)
+
+
+def _checked_folder(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(f"{what}: weights folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise UserError(
+            f"{what}: {str(path)!r} is not a folder (want {CONFIG_FILE} + {WEIGHTS_FILE})"
+        )
+    if not (path / WEIGHTS_FILE).is_file():
+        if (path / "pytorch_model.bin").is_file():
+            raise UserError(
+                f"{what}: {str(path)!r} holds pytorch_model.bin, a pickle, which is not loaded "
+                f"for safety; convert it to {WEIGHTS_FILE}: {CONVERT_HINT}"
+            )
+        raise UserError(f"{what}: {str(path)!r} has no {WEIGHTS_FILE}")
+    if not (path / CONFIG_FILE).is_file():
+        raise UserError(f"{what}: {str(path)!r} has no {CONFIG_FILE}")
+    return path.resolve()
+
+
+def _source(kind: str, path: Path, description: str) -> WeightsSource:
+    return WeightsSource(kind, path, description, verified_sha256(path))
+
+
+def verified_sha256(folder: Path) -> str:
+    """sha256 of folder/model.safetensors; checked against model.safetensors.sha256 if present."""
+    digest = sha256_of_file(folder / WEIGHTS_FILE)
+    expected_file = folder / SHA256_FILE
+    if expected_file.is_file():
+        words = expected_file.read_text(encoding="utf-8").split()
+        expected = words[0].lower() if words else ""
+        if expected != digest:
+            raise UserError(
+                f"{folder / WEIGHTS_FILE} has sha256 {digest}, but {SHA256_FILE} says "
+                f"{expected or '(empty)'}; the file is corrupt or was replaced"
+            )
+    return digest
+
+
+def sha256_of_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def default_device() -> str:
+    """'cuda' when a GPU is available, else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str | None) -> str:
+    """The device to run on: the default when None; 'cuda' without a GPU is a UserError."""
+    if device is None:
+        return default_device()
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device {device!r} is not allowed; use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+# --- checkpoint <-> model ---------------------------------------------------------------
+
+
+def read_gpt2_config(folder: str | Path) -> GPT2Config:
+    """The GPT2Config of a Hugging Face GPT-2 folder, refusing variants our model does not run."""
+    folder = Path(folder)
+    data = load_config_json(folder / CONFIG_FILE)
+    where = str(folder / CONFIG_FILE)
+    model_type = data.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise UserError(f"{where}: model_type {model_type!r} is not a GPT-2 (want 'gpt2')")
+    activation = data.get("activation_function", "gelu_new")
+    if activation not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise UserError(f"{where}: activation_function {activation!r}; GPT-2 uses 'gelu_new'")
+    if data.get("n_inner") not in (None, 4 * data.get("n_embd", 0)):
+        raise UserError(f"{where}: n_inner={data['n_inner']} must be 4 * n_embd (or null)")
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if data.get(flag):
+            raise UserError(f"{where}: {flag}=true is not supported")
+    if data.get("tie_word_embeddings") is False:
+        raise UserError(f"{where}: tie_word_embeddings=false; GPT-2's head is tied")
+    return gpt2_config_from_hf(data, name=data.get("_name_or_path") or folder.name or "gpt2")
+
+
+def hf_to_model_state_dict(
+    tensors: dict[str, torch.Tensor], config: GPT2Config, where: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Rename, transpose and check Hugging Face GPT-2 tensors into `GPT2.state_dict()` form."""
+    renamed: dict[str, torch.Tensor] = {}
+    stored_head = None
+    for key, tensor in tensors.items():
+        name = key.removeprefix("transformer.")
+        if name.endswith(IGNORED_SUFFIXES):
+            continue
+        if name == "lm_head.weight":
+            stored_head = tensor
+            continue
+        if name.endswith(CONV1D_SUFFIXES) and tensor.dim() == 2:
+            tensor = tensor.t()
+        renamed[name] = tensor.contiguous()
+
+    expected = {k: s for k, s in _model_shapes(config).items() if k != "lm_head.weight"}
+    missing = sorted(set(expected) - set(renamed))
+    if missing:
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        raise UserError(f"{where} lacks {len(missing)} GPT-2 tensor(s): {shown}")
+    unexpected = sorted(set(renamed) - set(expected))
+    if unexpected:
+        shown = ", ".join(unexpected[:3])
+        raise UserError(f"{where} has tensor(s) a GPT-2 of this config does not have: {shown}")
+    for name, shape in expected.items():
+        if renamed[name].shape != shape:
+            raise UserError(
+                f"{where}: {name} has shape {list(renamed[name].shape)}, expected {list(shape)} "
+                f"for n_embd={config.n_embd}, vocab_size={config.vocab_size}, n_ctx={config.n_ctx}"
+            )
+    if stored_head is not None and not torch.equal(stored_head, renamed["wte.weight"]):
+        raise UserError(f"{where}: lm_head.weight differs from wte.weight; GPT-2's head is tied")
+    return renamed
+
+
+def _model_shapes(config: GPT2Config) -> dict[str, torch.Size]:
+    with torch.device("meta"):
+        return {k: v.shape for k, v in GPT2(config).state_dict().items()}
+
+
+def load_gpt2_from_dir(
+    folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> GPT2:
+    """A GPT2 in eval mode with the weights of a Hugging Face folder (config + safetensors)."""
+    folder = _checked_folder(Path(folder), "weights")
+    config = read_gpt2_config(folder)
+    weights_file = folder / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"{weights_file} is not a readable safetensors file ({err})") from None
+    state = hf_to_model_state_dict(tensors, config, where=str(weights_file))
+
+    with torch.device("meta"):  # no random init: every tensor is about to be replaced
+        model = GPT2(config)
+    model.load_state_dict(state, strict=False, assign=True)  # lm_head.weight is re-tied below
+    model.lm_head.weight = model.wte.weight
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def load_gpt2(
+    weights_dir: str | Path | None = None,
+    download: bool = False,
+    device: str | None = None,
+    **resolve_kwargs: str | Path | None,
+) -> tuple[GPT2, WeightsSource]:
+    """Resolve the weights (see `resolve_weights`) and load them: (model, source)."""
+    source = resolve_weights(weights_dir, download, **resolve_kwargs)
+    return load_gpt2_from_dir(source.path, device=check_device(device)), source
+
+
+def hf_config_dict(config: GPT2Config) -> dict:
+    """The config.json a Hugging Face GPT-2 of this shape carries."""
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.n_ctx,
+        "n_ctx": config.n_ctx,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": config.layer_norm_eps,
+        "initializer_range": 0.02,
+        "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+    }
+
+
+def save_gpt2(model: GPT2, folder: str | Path, write_sha256: bool = True) -> Path:
+    """Write `model` as a Hugging Face GPT-2 folder that transformers can load too.
+
+    config.json + model.safetensors with `transformer.`-prefixed keys and Conv1D [in, out]
+    projections (no lm_head.weight: tied), plus model.safetensors.sha256 unless told not to.
+    Each file is written to a temporary name and renamed into place.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue
+        tensor = tensor.detach().to(device="cpu", dtype=torch.float32)
+        if name.endswith(CONV1D_SUFFIXES):
+            tensor = tensor.t()
+        tensors["transformer." + name] = tensor.contiguous()
+
+    config_text = json.dumps(hf_config_dict(model.config), indent=2) + "\n"
+    _write_atomically(folder / CONFIG_FILE, lambda p: p.write_text(config_text, encoding="utf-8"))
+    _write_atomically(
+        folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"})
+    )
+    if write_sha256:
+        digest = sha256_of_file(folder / WEIGHTS_FILE)
+        line = f"{digest}\n"
+        _write_atomically(folder / SHA256_FILE, lambda p: p.write_text(line, encoding="utf-8"))
+    else:
+        (folder / SHA256_FILE).unlink(missing_ok=True)  # a stale digest would refuse the new file
+    return folder
+
+
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
