@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from mla_core.errors import UserError
+
+if TYPE_CHECKING:
+    from mla_core.capture import AttentionCapture
+    from mla_core.gpt2 import GPT2
+    from mla_core.weights import WeightsSource
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -78,6 +84,193 @@ def _human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+# --- predict and attention (GPT-2) -------------------------------------------------------
+
+
+def _add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """--weights / --download / --device: where the model comes from and where it runs."""
+    p.add_argument(
+        "--weights",
+        metavar="DIR",
+        default=None,
+        help="folder with config.json + model.safetensors (else $MLA_GPT2_WEIGHTS, the Hugging "
+        "Face cache, --download, then the embedded model)",
+    )
+    p.add_argument(
+        "--download", action="store_true", help="allow downloading gpt2 with huggingface_hub"
+    )
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available"
+    )
+
+
+def _load_gpt2(args: argparse.Namespace) -> tuple[GPT2, WeightsSource]:
+    from mla_core.weights import load_gpt2
+
+    return load_gpt2(args.weights, download=args.download, device=args.device)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="GPT-2's most likely next tokens for a prompt",
+        description="Run a prompt through GPT-2 and print the top-k next tokens.",
+    )
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--top-k", type=int, default=10, help="how many next tokens (default 10)")
+    _add_model_source_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from mla_core.capture import prompt_token_ids, top_next_tokens
+    from mla_core.tokenizer import gpt2_tokenizer
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k {args.top_k} must be >= 1")
+    model, source = _load_gpt2(args)
+    ids = prompt_token_ids(args.prompt, model.config)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids], device=model.wte.weight.device))[0, -1]
+    top = top_next_tokens(logits, args.top_k)
+    tokens = gpt2_tokenizer().display_tokens(ids)
+    if args.json:
+        print_json(
+            {
+                "prompt": args.prompt,
+                "token_ids": ids,
+                "tokens": tokens,
+                "weights": source.as_dict(),
+                "top_k": [vars(t) for t in top],
+            }
+        )
+        return 0
+    print(f"weights: {source.description}")
+    print(f"tokens ({len(ids)}): {' '.join(tokens)}")
+    print(f"{'rank':>4}  {'token':<16}{'id':>7}{'probability':>13}")
+    for rank, t in enumerate(top, start=1):
+        print(f"{rank:>4}  {t.token:<16}{t.token_id:>7}{t.probability:>13.4f}")
+    return 0
+
+
+ATTENTION_MODELS = ("gpt2",)  # `--model` choices; each needs a branch in _attention_capture
+
+
+def _add_attention(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attention",
+        help="one head's queries, keys, values, scores and attention pattern for a prompt",
+        description="Capture one attention head on a prompt: print its pattern, or save q, k, "
+        "v, scores, masked scores, pattern and z with the tokens to an .npz file.",
+    )
+    p.add_argument("--prompt", required=True, help="the text to run")
+    p.add_argument("--layer", type=int, required=True, help="layer index, from 0")
+    p.add_argument("--head", type=int, required=True, help="head index, from 0")
+    p.add_argument("--model", choices=ATTENTION_MODELS, default="gpt2", help="default gpt2")
+    p.add_argument(
+        "--bos",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="put <|endoftext|> in front, as TransformerLens does (default: --bos)",
+    )
+    p.add_argument("--out", metavar="FILE.npz", default=None, help="save the head's tensors")
+    _add_model_source_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_run_attention)
+
+
+def _attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict]:
+    """Capture every head of the chosen model; also return where its weights came from."""
+    from mla_core.capture import capture_attention
+
+    if args.model == "gpt2":
+        if args.layer < 0 or args.head < 0:
+            raise UserError(f"--layer {args.layer} / --head {args.head} must be >= 0")
+        model, source = _load_gpt2(args)
+        # Check the head before the (slower) forward pass.
+        if args.layer >= model.config.n_layer or args.head >= model.config.n_head:
+            raise UserError(_head_range_error(args, model.config.n_layer, model.config.n_head))
+        return capture_attention(model, args.prompt, bos=args.bos), source.as_dict()
+    raise UserError(f"--model {args.model!r}; allowed: {', '.join(ATTENTION_MODELS)}")
+
+
+def _head_range_error(args: argparse.Namespace, n_layers: int, n_heads: int) -> str:
+    if not 0 <= args.layer < n_layers:
+        return f"--layer {args.layer} is out of range; this model has layers 0..{n_layers - 1}"
+    return f"--head {args.head} is out of range; this model has heads 0..{n_heads - 1}"
+
+
+def _run_attention(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    capture, weights = _attention_capture(args)
+    head = capture.head(args.layer, args.head)
+    if args.out is not None:
+        _save_npz(args.out, head, capture, args, weights)
+    if args.json:
+        print_json(
+            {
+                "prompt": capture.prompt,
+                "model": args.model,
+                "layer": args.layer,
+                "head": args.head,
+                "bos": capture.bos,
+                "weights": weights,
+                "token_ids": capture.token_ids,
+                "tokens": capture.tokens,
+                **{
+                    name: np.asarray(head[name]).tolist()
+                    for name in ("q", "k", "v", "scores", "pattern", "z")
+                },
+                "out": args.out,
+            }
+        )
+        return 0
+    print(f"weights: {weights['description']}")
+    print(f"layer {args.layer}, head {args.head}: attention pattern (row = query, column = key)")
+    width = max(6, *(len(t) for t in capture.tokens)) + 1
+    print(" " * width + "".join(f"{t[:6]:>7}" for t in capture.tokens))
+    for token, row in zip(capture.tokens, head["pattern"], strict=True):
+        print(f"{token:<{width}}" + "".join(f"{p:>7.3f}" for p in row))
+    if args.out is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _save_npz(
+    path: str, head: dict, capture: AttentionCapture, args: argparse.Namespace, weights: dict
+) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UserError(f"--out {path!r}: the folder {str(target.parent)!r} does not exist")
+    meta = {
+        "prompt": np.array(capture.prompt),
+        "model": np.array(args.model),
+        "layer": np.array(args.layer),
+        "head": np.array(args.head),
+        "bos": np.array(capture.bos),
+        "weights_description": np.array(weights["description"]),
+        "weights_sha256": np.array(weights["sha256"]),
+    }
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **head, **meta)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 # --- entry point ------------------------------------------------------------------------
 
 
@@ -88,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
     _add_cache(sub)
+    _add_predict(sub)
+    _add_attention(sub)
     return parser
 
 
