@@ -153,6 +153,29 @@ DEEPSEEK_V2_LITE = replace(
     intermediate_size=10944,
 )
 
+# Small DeepSeek-style configs for tests and quick demos (not real models). Every width
+# differs from the others (d_nope 8, d_R 6, d_v 12, d_c 20, d'_c 24) so a mixed-up axis
+# cannot pass by accident; the first has query compression and YaRN switched on
+# (max_seq_len 64 > original 16), the second has neither.
+DEEPSEEK_TINY = DeepSeekConfig(
+    name="deepseek-tiny",
+    hidden_size=48,
+    n_layers=2,
+    n_heads=4,
+    q_lora_rank=24,
+    kv_lora_rank=20,
+    qk_nope_head_dim=8,
+    qk_rope_head_dim=6,
+    v_head_dim=12,
+    vocab_size=101,
+    intermediate_size=80,
+    max_seq_len=64,
+    yarn=YarnScaling(factor=4.0, original_seq_len=16, beta_fast=32, beta_slow=1, mscale=0.707),
+)
+DEEPSEEK_TINY_LITE = replace(
+    DEEPSEEK_TINY, name="deepseek-tiny-lite", q_lora_rank=None, yarn=None, tie_embeddings=True
+)
+
 BUILTIN_CONFIGS: dict[str, GPT2Config | DeepSeekConfig] = {
     c.name: c
     for c in (
@@ -206,6 +229,68 @@ def gpt2_config_from_hf(data: dict, name: str = "gpt2") -> GPT2Config:
         n_layer=int(data["n_layer"]),
         n_head=int(data["n_head"]),
         layer_norm_eps=float(data.get("layer_norm_epsilon", defaults.layer_norm_eps)),
+    )
+
+
+def deepseek_config_from_hf(data: dict, name: str = "deepseek") -> DeepSeekConfig:
+    """A DeepSeekConfig from a Hugging Face DeepSeek-V2/V3 config.json.
+
+    YaRN comes from `rope_scaling` (or `rope_parameters`); Hugging Face multiplies the softmax
+    scale by mscale(factor, mscale_all_dim)^2 and the RoPE cos/sin by
+    mscale(factor, mscale) / mscale(factor, mscale_all_dim), so the two must be equal here
+    (they are in every released DeepSeek config) and m = mscale_all_dim.
+    """
+    needed = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "kv_lora_rank",
+        "qk_nope_head_dim",
+        "qk_rope_head_dim",
+        "v_head_dim",
+    )
+    missing = [k for k in needed if k not in data]
+    if missing:
+        raise UserError(f"DeepSeek config {name!r} lacks the key(s) {', '.join(missing)}")
+    rope = data.get("rope_scaling") or data.get("rope_parameters") or {}
+    yarn = None
+    if rope.get("type", rope.get("rope_type")) == "yarn":
+        m, m_all = rope.get("mscale", 1.0), rope.get("mscale_all_dim", rope.get("mscale", 1.0))
+        if m != m_all:
+            raise UserError(
+                f"DeepSeek config {name!r}: rope mscale={m} differs from mscale_all_dim={m_all}; "
+                "only equal values are supported"
+            )
+        yarn = YarnScaling(
+            factor=float(rope["factor"]),
+            original_seq_len=int(rope.get("original_max_position_embeddings", 4096)),
+            beta_fast=int(rope.get("beta_fast", 32)),
+            beta_slow=int(rope.get("beta_slow", 1)),
+            mscale=float(m_all),
+        )
+    elif rope and rope.get("type", rope.get("rope_type")) not in (None, "default"):
+        raise UserError(
+            f"DeepSeek config {name!r}: rope scaling {rope.get('type', rope.get('rope_type'))!r} "
+            "is not supported (allowed: none or yarn)"
+        )
+    q_lora_rank = data.get("q_lora_rank")
+    return DeepSeekConfig(
+        name=name,
+        hidden_size=int(data["hidden_size"]),
+        n_layers=int(data["num_hidden_layers"]),
+        n_heads=int(data["num_attention_heads"]),
+        q_lora_rank=None if q_lora_rank in (None, 0) else int(q_lora_rank),
+        kv_lora_rank=int(data["kv_lora_rank"]),
+        qk_nope_head_dim=int(data["qk_nope_head_dim"]),
+        qk_rope_head_dim=int(data["qk_rope_head_dim"]),
+        v_head_dim=int(data["v_head_dim"]),
+        vocab_size=int(data.get("vocab_size", 102400)),
+        intermediate_size=int(data.get("intermediate_size", 0)),
+        max_seq_len=int(data.get("max_position_embeddings", 4096)),
+        rope_theta=float(data.get("rope_theta", rope.get("rope_theta", 10000.0))),
+        yarn=yarn,
+        rms_norm_eps=float(data.get("rms_norm_eps", 1e-6)),
+        tie_embeddings=bool(data.get("tie_word_embeddings", False)),
     )
 
 

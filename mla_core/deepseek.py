@@ -1,0 +1,113 @@
+"""A small DeepSeek-style language model: token embedding, blocks of RMSNorm + MLA and
+RMSNorm + a dense SwiGLU MLP, a final RMSNorm and the output head (tied or untied).
+
+DeepSeek-V3 replaces most dense MLPs by a mixture of experts; the attention, the part this
+project is about, does not care, so every block here is dense. The model runs on CPU, is
+deterministic for a given seed, and decodes with a `LatentCache` holding only c_KV and
+k_rope per token and layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mla_core.configs import DeepSeekConfig
+from mla_core.mla import LatentCache, MultiHeadLatentAttention, RMSNorm
+
+
+class SwiGLU(nn.Module):
+    """The dense MLP: w_down(silu(w_gate x) * w_up x)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+        super().__init__()
+        self.w_gate = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.w_up = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.w_down = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+class DeepSeekBlock(nn.Module):
+    """h + MLA(RMSNorm(h)), then h + MLP(RMSNorm(h))."""
+
+    def __init__(self, config: DeepSeekConfig, layer_index: int, absorb: bool) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.attn = MultiHeadLatentAttention(config, layer_index, absorb)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config.hidden_size, intermediate_size(config))
+
+    def forward(
+        self, h: torch.Tensor, cache: LatentCache | None, absorb: bool | None
+    ) -> torch.Tensor:
+        h = h + self.attn(self.attn_norm(h), cache, absorb)
+        return h + self.mlp(self.mlp_norm(h))
+
+
+def intermediate_size(config: DeepSeekConfig) -> int:
+    """The dense MLP width (config value, or 4 * hidden when the config leaves it at 0)."""
+    return config.intermediate_size or 4 * config.hidden_size
+
+
+class DeepSeekModel(nn.Module):
+    """Tokens (batch, seq) -> logits (batch, seq, vocab)."""
+
+    def __init__(self, config: DeepSeekConfig, absorb: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.blocks = nn.ModuleList(
+            DeepSeekBlock(config, i, absorb) for i in range(config.n_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.head = (
+            None
+            if config.tie_embeddings
+            else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        )
+        self.init_weights(seed)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int, std: float = 0.02) -> None:
+        """Matrices ~ N(0, std^2) from one seeded generator; norm gains 1."""
+        generator = torch.Generator().manual_seed(seed)
+        for name, param in self.named_parameters():
+            if name.endswith("norm.weight"):
+                param.fill_(1.0)
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+    def new_cache(self) -> LatentCache:
+        return LatentCache(self.config.n_layers)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cache: LatentCache | None = None,
+        absorb: bool | None = None,
+    ) -> torch.Tensor:
+        h = self.embed(tokens)
+        for block in self.blocks:
+            h = block(h, cache, absorb)
+        h = self.norm(h)
+        if self.head is None:
+            return h @ self.embed.weight.T
+        return self.head(h)
+
+    @torch.no_grad()
+    def generate(
+        self, tokens: torch.Tensor, n_new: int, absorb: bool | None = None
+    ) -> tuple[torch.Tensor, LatentCache]:
+        """Greedy decoding with the latent cache: the prompt once, then one token per step."""
+        cache = self.new_cache()
+        logits = self(tokens, cache, absorb)
+        out = tokens
+        for step in range(n_new):
+            next_token = logits[:, -1].argmax(-1, keepdim=True)
+            out = torch.cat((out, next_token), dim=1)
+            if step + 1 < n_new:  # the last token is returned, not fed (nor cached)
+                logits = self(next_token, cache, absorb)
+        return out, cache
