@@ -1,0 +1,83 @@
+"""Shared pytest fixtures: small GPT-2 checkpoints made by an independent implementation.
+
+Every checkpoint here is written by `transformers.GPT2LMHeadModel.save_pretrained` (the
+oracle), never by `mla_core`, with a fixed seed and EVERY parameter drawn at random
+(biases and LayerNorm too, so that a loader that forgets one of them fails a test).
+
+Fixtures (session-scoped: built once per test run):
+- `tiny_gpt2_dir`: Path of a folder (config.json + model.safetensors, `transformer.` keys)
+  with a tiny GPT-2: real 50257-token vocabulary (so real prompts work), n_ctx 64,
+  n_embd 32, 2 layers, 4 heads. ~6.5 MB, under a second to make.
+- `tiny_gpt2_official_dir`: the same weights in the layout of the official `gpt2` files
+  (no `transformer.` prefix, with the `attn.bias` mask buffers).
+- `small_gpt2_dir`: a GPT-2-small-shaped checkpoint (124M random weights, ~500 MB in a temp
+  dir, a few seconds): use sparingly and mark such tests `@pytest.mark.slow`.
+- `load_oracle(folder)`: a function fixture that loads a folder with transformers (eager
+  attention, so it can return attention patterns), in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_GPT2 = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+SMALL_GPT2 = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
+
+
+def make_hf_gpt2_checkpoint(folder: Path, seed: int, std: float = 0.2, **config) -> Path:
+    """Write a random GPT-2 with transformers' save_pretrained; every tensor random."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(**config))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or "ln_f.w" in name:
+                param.copy_(1.0 + std * torch.randn_like(param))  # keep LayerNorm gains near 1
+            else:
+                param.normal_(0.0, std)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_hf_gpt2_checkpoint(tmp_path_factory.mktemp("tiny_gpt2"), seed=1234, **TINY_GPT2)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_official_dir(tiny_gpt2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("tiny_gpt2_official")
+    tensors = load_file(tiny_gpt2_dir / "model.safetensors")
+    official = {k.removeprefix("transformer."): v for k, v in tensors.items()}
+    n_ctx = TINY_GPT2["n_positions"]
+    mask = torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.uint8)).view(1, 1, n_ctx, n_ctx)
+    for layer in range(TINY_GPT2["n_layer"]):
+        official[f"h.{layer}.attn.bias"] = mask.float()
+        official[f"h.{layer}.attn.masked_bias"] = torch.tensor(-1e4)
+    save_file(official, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_bytes((tiny_gpt2_dir / "config.json").read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_hf_gpt2_checkpoint(
+        tmp_path_factory.mktemp("small_gpt2"), seed=124, std=0.02, **SMALL_GPT2
+    )
+
+
+@pytest.fixture(scope="session")
+def load_oracle() -> Callable[[Path], torch.nn.Module]:
+    from transformers import GPT2LMHeadModel
+
+    def load(folder: Path) -> torch.nn.Module:
+        return GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager").eval()
+
+    return load
