@@ -14,6 +14,8 @@ Fixtures (session-scoped: built once per test run):
   dir, a few seconds): use sparingly and mark such tests `@pytest.mark.slow`.
 - `load_oracle(folder)`: a function fixture that loads a folder with transformers (eager
   attention, so it can return attention patterns), in eval mode.
+- `edited_checkpoint(edit)`: a function fixture; copies `tiny_gpt2_dir` into a fresh temp folder
+  after `edit(tensors: dict[str, Tensor])` changed the tensors in place (for broken checkpoints).
 """
 
 from __future__ import annotations
@@ -81,3 +83,21 @@ def load_oracle() -> Callable[[Path], torch.nn.Module]:
         return GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager").eval()
 
     return load
+
+
+@pytest.fixture
+def edited_checkpoint(
+    tiny_gpt2_dir: Path, tmp_path: Path
+) -> Callable[[Callable[[dict[str, torch.Tensor]], None]], Path]:
+    from safetensors.torch import load_file, save_file
+
+    def make(edit: Callable[[dict[str, torch.Tensor]], None]) -> Path:
+        folder = tmp_path / f"edited_{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        tensors = load_file(tiny_gpt2_dir / "model.safetensors")
+        edit(tensors)
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        (folder / "config.json").write_bytes((tiny_gpt2_dir / "config.json").read_bytes())
+        return folder
+
+    return make
