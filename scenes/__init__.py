@@ -1,0 +1,48 @@
+"""The video's scenes and their story order.
+
+`STORY` is the one list `render.py` reads: scene class name, the module that defines it,
+and one line on what it shows. Importing this package does not import Manim, so listing
+scenes is instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENES_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class StoryScene:
+    name: str  # the Scene subclass
+    module: str  # dotted module path, e.g. "scenes.hook"
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return SCENES_DIR.parent / (self.module.replace(".", "/") + ".py")
+
+
+STORY: tuple[StoryScene, ...] = (
+    StoryScene(
+        "Hook", "scenes.hook", "the headline numbers: MLA's smaller KV cache and higher throughput"
+    ),
+    StoryScene(
+        "CacheSizePerToken",
+        "scenes.cache_size",
+        "bytes of KV cache per token for MHA, GQA-8, MQA and MLA at DeepSeek-V3 size",
+    ),
+)
+
+
+def scene_names() -> list[str]:
+    return [s.name for s in STORY]
+
+
+def find_scene(name: str) -> StoryScene | None:
+    return next((s for s in STORY if s.name == name), None)
+
+
+# Not part of the story: a one-second scene the tests render to check the pipeline.
+TEST_CARD = StoryScene("TestCard", "scenes.testcard", "a one-second test card (pipeline check)")

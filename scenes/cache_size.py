@@ -1,0 +1,134 @@
+"""Beat 5: how many bytes each attention kind caches per token, at DeepSeek-V3 size.
+
+MHA is 57x MLA and 128x MQA, so the bars are linear (the honest picture of "how much
+smaller") with each value written just past the end of its bar: a sliver of a bar still
+has a legible number. Every number comes from `mla_core.cache_size`.
+"""
+
+from __future__ import annotations
+
+from manim import (
+    DOWN,
+    LEFT,
+    RIGHT,
+    UP,
+    FadeIn,
+    GrowFromEdge,
+    LaggedStart,
+    Scene,
+    SurroundingRectangle,
+    VGroup,
+    Write,
+)
+
+from mla_core.cache_size import cache_report, dims_from_config
+from mla_core.configs import builtin_config
+from scenes.components import (
+    BODY_SIZE,
+    CACHE,
+    CONTENT_ZONE,
+    LABEL_SIZE,
+    LATENT,
+    MUTED,
+    TEXT_COLOR,
+    TIMES,
+    HBarChart,
+    caption,
+    fit_in,
+    fmt_bytes,
+    fmt_int,
+    fmt_percent,
+    fmt_ratio,
+    text,
+    title,
+)
+
+CONFIG_NAME = "deepseek-v3"
+DTYPE_BYTES = 2  # bf16
+GQA_GROUPS = 8
+CONTEXT = 100_000
+KINDS = ("mha", "gqa", "mqa", "mla")
+
+
+def cache_size_report() -> dict:
+    """The numbers this scene shows, straight from mla_core (a JSON-ready dict)."""
+    dims = dims_from_config(builtin_config(CONFIG_NAME))
+    return cache_report(dims, DTYPE_BYTES, context=CONTEXT, gqa_groups=GQA_GROUPS)
+
+
+def kind_name(kind: str, report: dict) -> str:
+    return {"mha": "MHA", "gqa": f"GQA-{report['gqa_groups']}", "mqa": "MQA", "mla": "MLA"}[kind]
+
+
+class CacheSizePerToken(Scene):
+    def construct(self) -> None:
+        report = cache_size_report()
+        config = builtin_config(CONFIG_NAME)
+        per_token = [report["bytes_per_token"][k] for k in KINDS]
+        at_context = [report["cache_bytes"][k] for k in KINDS]
+        names = [kind_name(k, report) for k in KINDS]
+        colors = [LATENT if k == "mla" else CACHE for k in KINDS]
+        mla_ratio = report["ratios"]["mla"]
+        # What is on screen, for tests and the provenance manifest.
+        self.shown_numbers = {
+            "bytes_per_token": dict(zip(names, map(fmt_int, per_token), strict=True)),
+            f"cache_at_{CONTEXT}_tokens": dict(zip(names, map(fmt_bytes, at_context), strict=True)),
+            "mla_ratio": fmt_ratio(mla_ratio),
+            "mla_reduction": fmt_percent(report["reduction"]["mla"]),
+        }
+
+        heading = title("How much does each token cost to remember?")
+        chart = HBarChart(
+            per_token,
+            names,
+            colors=colors,
+            name_colors=colors,
+            value_labels=[fmt_int(v) for v in per_token],
+            length=6.0,
+            bar_height=0.55,
+            row_gap=0.45,
+            label_size=LABEL_SIZE + 2,
+        )
+        bytes_header = text("bytes per token", LABEL_SIZE, MUTED)
+        bytes_header.next_to(chart.bars, UP, buff=0.35).align_to(chart.bars, LEFT)
+        context_header = text(f"at {fmt_int(CONTEXT)} tokens", LABEL_SIZE, MUTED)
+        context_column = VGroup()
+        column_width = max(text(fmt_bytes(b), LABEL_SIZE + 2).width for b in at_context)
+        column_x = max(v.get_right()[0] for v in chart.value_labels) + 0.8 + column_width
+        for i, nbytes in enumerate(at_context):
+            value = text(fmt_bytes(nbytes), LABEL_SIZE + 2, TEXT_COLOR)
+            value.move_to([column_x, chart.bars[i].get_center()[1], 0], aligned_edge=RIGHT)
+            context_column.add(value)
+        context_header.next_to(context_column, UP, buff=0.35).align_to(context_column, RIGHT)
+        context_header.match_y(bytes_header)
+
+        verdict = text(
+            f"MLA caches {fmt_ratio(mla_ratio)} less than MHA "
+            f"({fmt_percent(report['reduction']['mla'])} smaller)",
+            BODY_SIZE,
+            LATENT,
+        )
+        table = VGroup(bytes_header, context_header, chart, context_column)
+        layout = VGroup(table, verdict)
+        verdict.next_to(table, DOWN, buff=0.6)
+        fit_in(layout, CONTENT_ZONE)
+        source = caption(
+            f"DeepSeek-V3: {config.n_layers} layers, {config.n_heads} heads {TIMES} "
+            f"{config.v_head_dim} dims, {DTYPE_BYTES} bytes per number; MLA caches "
+            f"{config.kv_lora_rank} + {config.qk_rope_head_dim} numbers per layer"
+        )
+
+        self.play(Write(heading), run_time=1.5)
+        self.play(FadeIn(chart.axis), FadeIn(bytes_header), FadeIn(source), run_time=1)
+        for i in range(len(KINDS)):
+            self.play(FadeIn(chart.names[i], shift=RIGHT * 0.2), run_time=0.5)
+            self.play(GrowFromEdge(chart.bars[i], LEFT), run_time=1.0)
+            self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.6)
+            self.wait(0.6)
+        self.play(FadeIn(context_header), run_time=0.8)
+        self.play(LaggedStart(*(FadeIn(v) for v in context_column), lag_ratio=0.4), run_time=2)
+        self.wait(1)
+        mla_row = VGroup(chart.row(3), context_column[3])
+        box = SurroundingRectangle(mla_row, color=LATENT, buff=0.15, corner_radius=0.08)
+        self.play(FadeIn(box), Write(verdict), run_time=1.5)
+        self.wait(3)

@@ -1,0 +1,99 @@
+"""Beat 1: the two headline numbers.
+
+The cache ratio is computed by `mla_core.cache_size` from the DeepSeek-V3 config; the
+throughput factor cannot be computed here, so it is quoted from the paper through
+`mla_core.paper_figures` (with its source on screen).
+"""
+
+from __future__ import annotations
+
+from manim import DOWN, RIGHT, UP, FadeIn, LaggedStart, Scene, VGroup, Write
+
+from mla_core.cache_size import bytes_per_token, dims_from_config
+from mla_core.configs import builtin_config
+from mla_core.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
+from scenes.components import (
+    BODY_SIZE,
+    CONTENT_ZONE,
+    HIGHLIGHT,
+    LABEL_SIZE,
+    LATENT,
+    MUTED,
+    TEXT_COLOR,
+    caption,
+    fit_in,
+    fmt_int,
+    fmt_ratio,
+    text,
+    title,
+)
+
+CONFIG_NAME = "deepseek-v3"
+DTYPE_BYTES = 2
+HEADLINE_SIZE = 110
+
+
+def headline_numbers() -> dict:
+    """The numbers the hook shows: bytes per token with MHA and MLA, and the cited speed-up."""
+    dims = dims_from_config(builtin_config(CONFIG_NAME))
+    mha = bytes_per_token(dims, "mha", DTYPE_BYTES)
+    mla = bytes_per_token(dims, "mla", DTYPE_BYTES)
+    return {
+        "mha_bytes_per_token": mha,
+        "mla_bytes_per_token": mla,
+        "cache_ratio": mha / mla,
+        "throughput_speedup": GENERATION_THROUGHPUT_SPEEDUP.value,
+    }
+
+
+def _stat(big: str, color: str, line: str, detail: str) -> VGroup:
+    number = text(big, HEADLINE_SIZE, color)
+    what = text(line, BODY_SIZE, TEXT_COLOR)
+    where = text(detail, LABEL_SIZE, MUTED)
+    return VGroup(number, what, where).arrange(DOWN, buff=0.3)
+
+
+class Hook(Scene):
+    def construct(self) -> None:
+        numbers = headline_numbers()
+        speedup = GENERATION_THROUGHPUT_SPEEDUP
+        cache_stat = _stat(
+            fmt_ratio(numbers["cache_ratio"]),
+            LATENT,
+            "smaller KV cache with MLA",
+            f"DeepSeek-V3: {fmt_int(numbers['mha_bytes_per_token'])} \u2192 "
+            f"{fmt_int(numbers['mla_bytes_per_token'])} bytes per token",
+        )
+        speed_stat = _stat(
+            fmt_ratio(speedup.value, 2),
+            HIGHLIGHT,
+            "higher generation throughput",
+            f"DeepSeek-V2 vs DeepSeek 67B ({speedup.arxiv})",
+        )
+        self.shown_numbers = {
+            "cache_ratio": cache_stat[0].original_text,
+            "mha_bytes_per_token": fmt_int(numbers["mha_bytes_per_token"]),
+            "mla_bytes_per_token": fmt_int(numbers["mla_bytes_per_token"]),
+            "throughput_speedup": speed_stat[0].original_text,
+        }
+        stats = VGroup(cache_stat, speed_stat).arrange(RIGHT, buff=1.2, aligned_edge=UP)
+        for left_part, right_part in zip(cache_stat, speed_stat, strict=True):
+            right_part.match_y(left_part)  # number, line and source on shared baselines
+        fit_in(stats, CONTENT_ZONE)
+        heading = title("DeepSeek's Multi-head Latent Attention")
+        source = caption(
+            f"cache computed by mla_core (DeepSeek-V3, bf16) \u00b7 throughput: "
+            f"{speedup.paper}, {speedup.where}"
+        )
+
+        self.play(Write(heading), run_time=1.5)
+        self.wait(0.5)
+        self.play(FadeIn(cache_stat[0], scale=0.8), run_time=1.2)
+        self.play(LaggedStart(FadeIn(cache_stat[1]), FadeIn(cache_stat[2]), lag_ratio=0.5))
+        self.wait(1.5)
+        self.play(FadeIn(speed_stat[0], scale=0.8), run_time=1.2)
+        self.play(
+            LaggedStart(FadeIn(speed_stat[1]), FadeIn(speed_stat[2]), lag_ratio=0.5),
+            FadeIn(source),
+        )
+        self.wait(3)

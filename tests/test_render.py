@@ -1,0 +1,146 @@
+"""render.py: bad input exits 2 with one line, stills are named by quality, and `video`
+concatenates scenes into one mp4 that PyAV decodes with the expected number of frames."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import render
+from scenes import STORY, TEST_CARD
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_render(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """render.py as a user runs it, from a directory that is not the repository."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "render.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_list_prints_the_story_order_from_any_directory(tmp_path):
+    result = run_render("list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[1] for line in lines] == [s.name for s in STORY]
+
+
+@pytest.mark.parametrize(
+    ("args", "bad", "allowed"),
+    [
+        (("render", "NoSuchScene"), "NoSuchScene", STORY[0].name),
+        (("still", STORY[0].name, "NoSuchScene"), "NoSuchScene", STORY[-1].name),
+        (("render", STORY[0].name, "--quality", "ultra"), "ultra", "4k"),
+        (("video", "-q", "8k"), "8k", "medium"),
+        (("explode",), "explode", "video"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, bad, allowed):
+    result = run_render(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert bad in lines[0] and allowed in lines[0]
+    assert not (tmp_path / "media").exists()
+
+
+def test_qualities_match_manims_presets():
+    from manim.constants import QUALITIES as MANIM_QUALITIES
+
+    by_flag = {q["flag"]: q for q in MANIM_QUALITIES.values()}
+    for quality in render.QUALITIES.values():
+        preset = by_flag[quality.flag]
+        assert (quality.width, quality.height, quality.fps) == (
+            preset["pixel_width"],
+            preset["pixel_height"],
+            preset["frame_rate"],
+        )
+
+
+def test_still_names_differ_by_quality():
+    names = {render.still_name(STORY[0], q) for q in render.QUALITIES.values()}
+    assert len(names) == len(render.QUALITIES)
+
+
+# --- concatenation ------------------------------------------------------------------------
+
+
+def write_solid_video(path: Path, colours: list[tuple[int, int, int]], size=(64, 48), fps=15):
+    """A tiny H.264 mp4, one solid-colour frame per entry."""
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for colour in colours:
+            image = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+            image[:] = colour
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def mean_colours(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24").mean(axis=(0, 1)) for f in container.decode(video=0)]
+
+
+def test_concat_keeps_every_frame_in_order(tmp_path):
+    red, blue = (220, 30, 30), (30, 30, 220)
+    first = write_solid_video(tmp_path / "a.mp4", [red] * 7)
+    second = write_solid_video(tmp_path / "b.mp4", [blue] * 5)
+    output = tmp_path / "out" / "joined.mp4"
+    assert render.concat_videos([first, second], output, fps=15) == 12
+    colours = mean_colours(output)
+    assert len(colours) == 12
+    assert all(c[0] > 150 and c[2] < 80 for c in colours[:7])
+    assert all(c[2] > 150 and c[0] < 80 for c in colours[7:])
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == 15
+    assert [p.name for p in output.parent.iterdir()] == ["joined.mp4"]  # no temp left behind
+
+
+def test_concat_refuses_mixed_resolutions(tmp_path):
+    first = write_solid_video(tmp_path / "a.mp4", [(0, 0, 0)] * 2, size=(64, 48))
+    second = write_solid_video(tmp_path / "b.mp4", [(0, 0, 0)] * 2, size=(32, 16))
+    with pytest.raises(render.RenderError, match="resolution"):
+        render.concat_videos([first, second], tmp_path / "out.mp4", fps=15)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+# --- real renders of the one-second test card --------------------------------------------
+
+
+@pytest.mark.slow
+def test_video_and_still_of_the_test_card(tmp_path):
+    quality = render.QUALITIES["low"]
+    media = tmp_path / "media"
+    output = render.build_video([TEST_CARD, TEST_CARD], quality, media)
+    assert output == media / "mla_video_low.mp4"
+    part = render.video_path(TEST_CARD, quality, media)
+    part_frames = render.count_frames(part)
+    # a one-second animation at 15 fps (manim may add the closing frame)
+    assert quality.fps <= part_frames <= quality.fps + 1
+    assert render.count_frames(output) == 2 * part_frames
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (854, 480)
+
+    figures = tmp_path / "figures"
+    (still,) = render.render_stills([TEST_CARD], quality, media, figures)
+    assert still == figures / "TestCard_low.png"
+    from PIL import Image
+
+    with Image.open(still) as image:
+        assert image.size == (854, 480)
