@@ -111,6 +111,28 @@ def cache_bytes(
     return bytes_per_token(dims, kind, dtype_bytes, groups) * context * batch
 
 
+def sequences_that_fit(
+    dims: CacheDims,
+    kind: str,
+    context: int,
+    memory_bytes: float,
+    dtype_bytes: int = 2,
+    groups: int | None = None,
+) -> int:
+    """How many sequences of `context` tokens fit their whole KV cache in `memory_bytes`.
+
+    floor(memory / cache bytes of one sequence): the batch a server could decode at once if
+    the cache had the memory to itself. A smaller cache means a bigger batch, and decoding
+    is memory-bound, so the batch is where MLA's throughput gain comes from.
+    """
+    if memory_bytes < 0:
+        raise UserError(f"memory={memory_bytes} bytes must be >= 0")
+    if context < 1:
+        raise UserError(f"context={context} must be >= 1 token to count sequences")
+    per_sequence = cache_bytes(dims, kind, context, dtype_bytes, groups=groups)
+    return int(memory_bytes // per_sequence)
+
+
 def supported_kinds(dims: CacheDims, gqa_groups: int | None = None) -> list[str]:
     """The attention kinds worth reporting for a model: MHA, MQA, GQA if grouped, MLA if latent."""
     kinds = ["mha"]
@@ -127,11 +149,13 @@ def cache_report(
     dtype_bytes: int = 2,
     context: int | None = None,
     gqa_groups: int | None = None,
+    memory_gb: float | None = None,
 ) -> dict:
     """Everything the `cache` command prints, as one JSON-ready dict.
 
     ratios[kind] = MHA bytes / kind bytes (how many times smaller than MHA);
-    reduction[kind] = 1 - kind / MHA (the fraction saved).
+    reduction[kind] = 1 - kind / MHA (the fraction saved);
+    with memory_gb (1 GB = 10^9 bytes) and a context: sequences_that_fit[kind].
     """
     groups = gqa_groups if gqa_groups is not None else dims.n_kv_heads
     kinds = supported_kinds(dims, gqa_groups)
@@ -159,6 +183,14 @@ def cache_report(
         report["context"] = context
         report["cache_bytes"] = {
             k: cache_bytes(dims, k, context, dtype_bytes, groups=groups) for k in kinds
+        }
+    if memory_gb is not None:
+        if context is None:
+            raise UserError("a memory budget needs a context: pass --context T with --memory-gb")
+        report["memory_gb"] = memory_gb
+        report["sequences_that_fit"] = {
+            k: sequences_that_fit(dims, k, context, memory_gb * 1e9, dtype_bytes, groups)
+            for k in kinds
         }
     return report
 

@@ -44,6 +44,12 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype-bytes", type=int, default=2, help="bytes per cached number (default 2)")
     p.add_argument("--context", type=int, default=None, help="also report the cache at T tokens")
     p.add_argument("--gqa-groups", type=int, default=None, help="also report GQA with N groups")
+    p.add_argument(
+        "--memory-gb",
+        type=float,
+        default=None,
+        help="with --context: how many sequences fit in G GB (10^9 bytes) of cache memory",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_run_cache)
 
@@ -52,7 +58,7 @@ def _run_cache(args: argparse.Namespace) -> int:
     from mla_core.cache_size import KIND_LABELS, cache_report, resolve_dims
 
     dims = resolve_dims(args.config)
-    report = cache_report(dims, args.dtype_bytes, args.context, args.gqa_groups)
+    report = cache_report(dims, args.dtype_bytes, args.context, args.gqa_groups, args.memory_gb)
     if args.json:
         print_json(report)
         return 0
@@ -63,6 +69,8 @@ def _run_cache(args: argparse.Namespace) -> int:
     header = f"{'kind':<10}{'numbers/token/layer':>22}{'bytes/token':>16}{'x smaller':>11}"
     if args.context is not None:
         header += f"{'at ' + format(args.context, ',') + ' tokens':>22}"
+    if args.memory_gb is not None:
+        header += f"{'seqs in ' + format(args.memory_gb, 'g') + ' GB':>18}"
     print(header)
     for kind, nbytes in report["bytes_per_token"].items():
         label = KIND_LABELS[kind] + (f"-{report['gqa_groups']}" if kind == "gqa" else "")
@@ -72,6 +80,8 @@ def _run_cache(args: argparse.Namespace) -> int:
         )
         if args.context is not None:
             line += f"{_human_bytes(report['cache_bytes'][kind]):>22}"
+        if args.memory_gb is not None:
+            line += f"{report['sequences_that_fit'][kind]:>18,}"
         print(line)
     return 0
 
@@ -271,6 +281,90 @@ def _save_npz(
             os.unlink(tmp)
 
 
+# --- bench ------------------------------------------------------------------------------
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks (decode: attention decode step against the roofline)",
+        description="Speed benchmarks; each one prints a table and writes JSON and a plot.",
+    )
+    actions = p.add_subparsers(
+        dest="bench", required=True, parser_class=OneLineArgumentParser, metavar="{decode}"
+    )
+    d = actions.add_parser(
+        "decode",
+        help="one decode step of MHA, GQA, MQA and MLA at DeepSeek-V3 widths vs the roofline",
+        description="Time one decode step of one attention layer (DeepSeek-V3 widths) for MHA, "
+        "GQA-8, MQA, naive and absorbed MLA, and compare each with this machine's roofline "
+        "floor max(bytes / bandwidth, FLOPs / matmul rate).",
+    )
+    d.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    d.add_argument(
+        "--dtype", nargs="+", default=None, help="float32 and/or bfloat16 (default float32)"
+    )
+    d.add_argument(
+        "--contexts",
+        nargs="+",
+        default=None,
+        help="cache lengths, e.g. 1k 8k 16384 (default 1k..32k)",
+    )
+    d.add_argument("--batches", nargs="+", type=int, default=None, help="batch sizes (default 1 4)")
+    d.add_argument("--variants", nargs="+", default=None, help="subset of the five variants")
+    d.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run kernels through torch.compile (default: on for cpu, off for cuda)",
+    )
+    d.add_argument("--quick", action="store_true", help="contexts 1k 4k, batch 1 2, short timings")
+    d.add_argument(
+        "--json", default=None, help="JSON output (default bench/results/decode_<device>.json)"
+    )
+    d.add_argument("--plot", default=None, help="PNG output (default: the JSON path with .png)")
+    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    d.set_defaults(handler=_run_bench_decode)
+
+
+def _run_bench_decode(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mla_core.bench_decode import (
+        DEFAULT_CONTEXTS,
+        QUICK_CONTEXTS,
+        format_table,
+        parse_contexts,
+        run_decode_benchmark,
+        write_json,
+        write_plot,
+    )
+    from mla_core.decode_attention import VARIANTS
+
+    if args.contexts is not None:
+        contexts = parse_contexts(args.contexts)
+    else:
+        contexts = list(QUICK_CONTEXTS if args.quick else DEFAULT_CONTEXTS)
+    batches = args.batches or ([1, 2] if args.quick else [1, 4])
+    report = run_decode_benchmark(
+        device=args.device,
+        dtypes=args.dtype or ["float32"],
+        contexts=contexts,
+        batches=batches,
+        variants=args.variants or list(VARIANTS),
+        compile_kernels=args.compile,
+        quick=args.quick,
+        progress=not args.no_progress,
+    )
+    json_path = Path(args.json or f"bench/results/decode_{args.device}.json")
+    plot_path = Path(args.plot) if args.plot else json_path.with_suffix(".png")
+    write_json(report, json_path)
+    write_plot(report, plot_path)
+    print(format_table(report))
+    print(f"wrote {json_path} and {plot_path}")
+    return 0
+
+
 # --- entry point ------------------------------------------------------------------------
 
 
@@ -283,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache(sub)
     _add_predict(sub)
     _add_attention(sub)
+    _add_bench(sub)
     return parser
 
 

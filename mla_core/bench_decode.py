@@ -1,0 +1,418 @@
+"""Benchmark: one decode step of MHA, GQA, MQA and MLA against the machine's roofline.
+
+For each attention kind, batch and context, build a cache of random numbers at
+DeepSeek-V3 widths, time one decode step (median after warm-up), and compare it with the
+floor max(bytes / bandwidth, FLOPs / matmul rate) of this machine (see `mla_core.roofline`).
+The bytes and FLOPs come from the shapes (`decode_attention.step_cost`), not from a profiler.
+
+Run it as `python -m mla_core bench decode`; `run_decode_benchmark` is the same thing as a
+function returning the JSON-ready report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mla_core.decode_attention import (
+    VARIANT_LABELS,
+    VARIANTS,
+    DecodeDims,
+    mha_decode,
+    mla_absorbed_decode,
+    mla_naive_decode,
+    step_cost,
+)
+from mla_core.errors import UserError
+from mla_core.roofline import Roofline, measure_roofline, synchronize
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
+QUICK_CONTEXTS = (1024, 4096)
+MEMORY_FRACTION = 0.5  # never fill more than this share of the free memory with one case
+
+
+# --- one case: inputs, kernel, timing ----------------------------------------------------
+
+
+def _random_fill(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A tensor of random-looking numbers, made fast: one random block tiled along dim -2.
+
+    Drawing gigabytes of normal numbers takes longer than the benchmark itself; the timing
+    does not depend on the values, only on them being ordinary finite numbers.
+    """
+    generator = torch.Generator(device=device).manual_seed(0)
+    *lead, rows, width = shape
+    block_rows = min(rows, 1024)
+    block = torch.randn(*lead, block_rows, width, generator=generator, device=device).to(dtype)
+    out = torch.empty(*shape, dtype=dtype, device=device)
+    for start in range(0, rows, block_rows):
+        stop = min(rows, start + block_rows)
+        out[..., start:stop, :].copy_(block[..., : stop - start, :])
+    return out
+
+
+def build_case(
+    variant: str,
+    dims: DecodeDims,
+    batch: int,
+    context: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Callable[..., torch.Tensor], tuple]:
+    """The kernel of `variant` and its arguments: queries and a full cache of `context` tokens."""
+    b, h, t = batch, dims.n_heads, context
+    generator = torch.Generator(device=device).manual_seed(1)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, device=device).to(dtype)
+
+    if variant in ("mha", "gqa", "mqa"):
+        g, d = dims.kv_heads(variant), dims.head_dim
+        k_cache = _random_fill((b, g, t, d), dtype, device)
+        v_cache = _random_fill((b, g, t, d), dtype, device)
+        return mha_decode, (randn(b, h, d), k_cache, v_cache, d**-0.5)
+    scale = dims.qk_head_dim**-0.5
+    q_nope, q_rope = randn(b, h, dims.qk_nope_head_dim), randn(b, h, dims.qk_rope_head_dim)
+    if variant == "mla_naive":
+        k_cache = _random_fill((b, h, t, dims.qk_head_dim), dtype, device)
+        v_cache = _random_fill((b, h, t, dims.v_head_dim), dtype, device)
+        return mla_naive_decode, (q_nope, q_rope, k_cache, v_cache, scale)
+    if variant == "mla_absorbed":
+        latent_cache = _random_fill((b, t, dims.latent_cache_dim), dtype, device)
+        w_uk = randn(h, dims.qk_nope_head_dim, dims.kv_lora_rank) * dims.kv_lora_rank**-0.5
+        w_uv = randn(h, dims.v_head_dim, dims.kv_lora_rank) * dims.kv_lora_rank**-0.5
+        return mla_absorbed_decode, (q_nope, q_rope, latent_cache, w_uk, w_uv, scale)
+    raise UserError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+
+
+def time_step(
+    kernel: Callable[..., torch.Tensor],
+    args: tuple,
+    device: torch.device,
+    warmup: int = 2,
+    min_repeats: int = 3,
+    max_repeats: int = 15,
+    target_seconds: float = 1.0,
+) -> tuple[float, int]:
+    """Median seconds of one call after `warmup` calls, and how many calls were timed.
+
+    Repeats: as many as fit in about `target_seconds`, between min and max.
+    """
+    for _ in range(warmup):
+        kernel(*args)
+    synchronize(device)
+    times: list[float] = []
+    while len(times) < max_repeats:
+        start = time.perf_counter()
+        kernel(*args)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if len(times) >= min_repeats and sum(times) > target_seconds:
+            break
+    return statistics.median(times), len(times)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory a new tensor could use now: MemAvailable on CPU, free device memory on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+# --- the whole benchmark ------------------------------------------------------------------
+
+
+def run_decode_benchmark(
+    device: str = "cpu",
+    dtypes: Sequence[str] = ("float32",),
+    contexts: Sequence[int] = DEFAULT_CONTEXTS,
+    batches: Sequence[int] = (1, 4),
+    variants: Sequence[str] = VARIANTS,
+    dims: DecodeDims | None = None,
+    compile_kernels: bool | None = None,
+    quick: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Time every (dtype, batch, context, variant) and compare with the roofline.
+
+    compile_kernels: run the kernels through torch.compile (default: on CPU yes, see
+    `decode_attention`); quick: short timings and small roofline probes.
+    Returns the JSON-ready report (see `format_table` for what the columns mean).
+    """
+    dev = _check_device(device)
+    dims = dims or DecodeDims()
+    for name in dtypes:
+        if name not in DTYPES:
+            raise UserError(f"dtype {name!r} is not supported; allowed: {', '.join(DTYPES)}")
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise UserError(f"variant {variant!r} is unknown; allowed: {', '.join(VARIANTS)}")
+    if any(c < 1 for c in contexts) or any(b < 1 for b in batches):
+        raise UserError("contexts and batches must be positive integers")
+    if compile_kernels is None:
+        compile_kernels = dev.type == "cpu"
+    kernels = {}
+    if compile_kernels:
+        for fn in (mha_decode, mla_naive_decode, mla_absorbed_decode):
+            kernels[fn] = torch.compile(fn, dynamic=True)
+
+    report: dict = {
+        "device": str(dev),
+        "device_name": _device_name(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "compiled": compile_kernels,
+        "quick": quick,
+        "dims": asdict(dims),
+        "runs": [],
+    }
+    cases = [(d, b, t, v) for d in dtypes for b in batches for t in contexts for v in variants]
+    bar = tqdm(total=len(cases), desc="decode bench", unit="case", disable=not progress)
+    for dtype_name in dtypes:
+        dtype = DTYPES[dtype_name]
+        bar.set_postfix_str(f"{dtype_name} roofline")
+        roofline = measure_roofline(
+            dtype,
+            dev,
+            bandwidth_bytes=(1 << 28) if quick else (1 << 30),
+            matmul_size=1024 if quick else 2048,
+            repeats=3 if quick else 5,
+        )
+        run: dict = {"dtype": dtype_name, "roofline": asdict(roofline), "results": []}
+        run["skipped"] = []
+        for batch in batches:
+            for context in contexts:
+                for variant in variants:
+                    bar.set_postfix_str(f"{dtype_name} B={batch} T={context} {variant}")
+                    row = _run_case(
+                        variant, dims, batch, context, dtype, dev, roofline, kernels, quick
+                    )
+                    (run["skipped"] if "skipped" in row else run["results"]).append(row)
+                    bar.update(1)
+        _add_speedups(run["results"])
+        report["runs"].append(run)
+    bar.close()
+    return report
+
+
+def _run_case(
+    variant: str,
+    dims: DecodeDims,
+    batch: int,
+    context: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    roofline: Roofline,
+    kernels: dict,
+    quick: bool,
+) -> dict:
+    dtype_bytes = torch.empty((), dtype=dtype).element_size()
+    cost = step_cost(variant, dims, context, batch, dtype_bytes)
+    row: dict = {
+        "variant": variant,
+        "label": _label(variant, dims),
+        "batch": batch,
+        "context": context,
+        "bytes": cost.bytes_read,
+        "flops": cost.flops,
+    }
+    free = free_memory_bytes(device)
+    if cost.bytes_read > MEMORY_FRACTION * free:
+        row["skipped"] = (
+            f"needs {cost.bytes_read / 1e9:.1f} GB of cache, more than {MEMORY_FRACTION:.0%} "
+            f"of the {free / 1e9:.1f} GB free"
+        )
+        return row
+    kernel, args = build_case(variant, dims, batch, context, dtype, device)
+    kernel = kernels.get(kernel, kernel)
+    seconds, repeats = time_step(
+        kernel, args, device, target_seconds=0.2 if quick else 1.0, max_repeats=5 if quick else 15
+    )
+    del args
+    floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
+    row.update(
+        median_s=seconds,
+        repeats=repeats,
+        achieved_gb_per_s=cost.bytes_read / seconds / 1e9,
+        achieved_gflop_per_s=cost.flops / seconds / 1e9,
+        floor_s=floor,
+        bound=roofline.bound(cost.bytes_read, cost.flops),
+        efficiency=floor / seconds,
+    )
+    return row
+
+
+def _add_speedups(results: list[dict]) -> None:
+    """Speed-up over MHA at the same batch and context: measured and as the roofline predicts."""
+    mha = {(r["batch"], r["context"]): r for r in results if r["variant"] == "mha"}
+    for row in results:
+        base = mha.get((row["batch"], row["context"]))
+        if base is None:
+            row["speedup_vs_mha"] = row["speedup_vs_mha_roofline"] = None
+            continue
+        row["speedup_vs_mha"] = base["median_s"] / row["median_s"]
+        row["speedup_vs_mha_roofline"] = base["floor_s"] / row["floor_s"]
+
+
+def _label(variant: str, dims: DecodeDims) -> str:
+    return VARIANT_LABELS[variant] + (f"-{dims.gqa_groups}" if variant == "gqa" else "")
+
+
+def _check_device(device: str) -> torch.device:
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"device {device!r} is not supported; allowed: cpu, cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
+    except OSError:
+        pass
+    return "cpu"
+
+
+# --- output: table, JSON, plot ----------------------------------------------------------
+
+
+def format_table(report: dict) -> str:
+    """The terminal table: one block per dtype, one row per (batch, context, variant).
+
+    bytes / FLOPs: what one step must read and compute (from the shapes); ms: median step;
+    GB/s, GFLOP/s: achieved; floor: max(bytes / bandwidth, FLOPs / rate); eff: floor / ms;
+    speed-up: MHA time / this time, measured and by the roofline.
+    """
+    lines = [
+        f"device {report['device']} ({report['device_name']}), torch {report['torch']}, "
+        f"{report['threads']} threads, compiled kernels: {report['compiled']}"
+    ]
+    header = (
+        f"{'B':>3} {'T':>6} {'variant':<13}{'MB read':>10}{'GFLOP':>9}{'ms':>9}{'GB/s':>8}"
+        f"{'GFLOP/s':>9}{'floor ms':>10}{'bound':>8}{'eff':>6}{'x MHA':>7}{'roofline':>9}"
+    )
+    for run in report["runs"]:
+        roof = run["roofline"]
+        lines.append("")
+        lines.append(
+            f"{run['dtype']}: memory read {roof['bandwidth'] / 1e9:.1f} GB/s, "
+            f"matmul {roof['matmul_rate'] / 1e9:.0f} GFLOP/s"
+        )
+        lines.append(header)
+        for r in run["results"]:
+            speedup = r["speedup_vs_mha"]
+            lines.append(
+                f"{r['batch']:>3} {r['context']:>6} {r['label']:<13}{r['bytes'] / 1e6:>10,.1f}"
+                f"{r['flops'] / 1e9:>9.2f}{r['median_s'] * 1e3:>9.2f}{r['achieved_gb_per_s']:>8.1f}"
+                f"{r['achieved_gflop_per_s']:>9.1f}{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}"
+                f"{r['efficiency']:>6.2f}"
+                + (
+                    f"{speedup:>6.2f}x{r['speedup_vs_mha_roofline']:>8.2f}x"
+                    if speedup is not None
+                    else f"{'-':>7}{'-':>9}"
+                )
+            )
+        for s in run["skipped"]:
+            lines.append(
+                f"{s['batch']:>3} {s['context']:>6} {s['label']:<13}skipped: {s['skipped']}"
+            )
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: Path) -> None:
+    """Write the report as JSON via a temporary file renamed into place."""
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+
+
+def write_plot(report: dict, path: Path) -> None:
+    """Step time against context, one panel per (dtype, batch); roofline floors dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    batches = sorted({r["batch"] for run in runs for r in run["results"]})
+    if not batches:
+        return
+    fig, axes = plt.subplots(
+        len(runs), len(batches), figsize=(5.5 * len(batches), 4.2 * len(runs)), squeeze=False
+    )
+    colors = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for row_axes, run in zip(axes, runs, strict=True):
+        for ax, batch in zip(row_axes, batches, strict=True):
+            for variant in VARIANTS:
+                rows = [
+                    r for r in run["results"] if r["variant"] == variant and r["batch"] == batch
+                ]
+                if not rows:
+                    continue
+                rows.sort(key=lambda r: r["context"])
+                t = [r["context"] for r in rows]
+                ax.plot(t, [r["median_s"] * 1e3 for r in rows], "o-", color=colors[variant],
+                        label=rows[0]["label"])  # fmt: skip
+                ax.plot(t, [r["floor_s"] * 1e3 for r in rows], "--", color=colors[variant])
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("context T (tokens)")
+            ax.set_ylabel("decode step (ms)")
+            ax.set_title(f"{run['dtype']}, batch {batch} (dashed: roofline floor)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle(f"One attention layer, DeepSeek-V3 widths, {report['device_name']}")
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def parse_contexts(values: Sequence[str]) -> list[int]:
+    """Context lengths such as '1024', '8k', '16K' as token counts."""
+    contexts = []
+    for value in values:
+        text = value.strip().lower()
+        try:
+            tokens = int(text[:-1]) * 1024 if text.endswith("k") else int(text)
+        except ValueError:
+            raise UserError(
+                f"context {value!r} is not a token count; use e.g. 4096 or 4k"
+            ) from None
+        if tokens < 1:
+            raise UserError(f"context {value!r} must be at least 1 token")
+        contexts.append(tokens)
+    return contexts

@@ -1,0 +1,259 @@
+"""One decode step of attention: one new token attends over a cache of T earlier tokens.
+
+Generating a token reads the whole KV cache once, so a decode step is usually limited by
+memory bandwidth, not arithmetic. The five kinds below differ only in what they cache
+and therefore in how many bytes they read per step (`step_cost` counts them):
+
+    MHA          every head reads its own keys and values        [B, H, T, d]
+    GQA-g        groups of H/g heads share a key/value head      [B, g, T, d]
+    MQA          all heads share one key/value head              [B, 1, T, d]
+    MLA naive    per-head keys (nope + rope) and values, expanded from the latent and cached
+    MLA absorbed only the latent c_KV and the shared RoPE key are cached    [B, T, d_c + d_R]
+
+Every function takes the new token's queries (already projected, RoPE applied) and returns
+the per-head attention output o [B, H, d_v], before the output projection W_O. Softmax runs
+in float32 whatever the cache dtype.
+
+Layout and kernel choices, measured on a 2-core AMD EPYC (Zen 4) with plain torch:
+- Heads-major caches [B, H, T, d]: each head's keys are one contiguous [T, d] block, so the
+  scores of a head are one matrix-vector product over memory read front to back.
+- MHA and naive MLA are matrix-vector shaped (one query row per key head). Eager torch sends
+  them to the BLAS gemv (MKL), which on this AMD CPU reads only 4-6 GB/s per core, a quarter
+  of the bandwidth; the bfloat16 bmm is no better. Written as a product and a sum over the
+  head dimension (`_dot_over_last` / `_weighted_sum_over_tokens`), `torch.compile` fuses them
+  into one streaming loop that reads the cache once at close to full bandwidth. Eager runs
+  (the tests, or `--no-compile`) use matmul instead, which is correct but slow on this CPU.
+- GQA, MQA and absorbed MLA share each key row between many query rows (16, 128, 128), so
+  they are matrix-matrix products: plain matmul, where BLAS is fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mla_core.configs import DeepSeekConfig, builtin_config
+
+VARIANTS = ("mha", "gqa", "mqa", "mla_naive", "mla_absorbed")
+VARIANT_LABELS = {
+    "mha": "MHA",
+    "gqa": "GQA",
+    "mqa": "MQA",
+    "mla_naive": "MLA naive",
+    "mla_absorbed": "MLA absorbed",
+}
+
+
+@dataclass(frozen=True)
+class DecodeDims:
+    """The widths of one attention layer that decide a decode step's cost."""
+
+    n_heads: int = 128  # H
+    head_dim: int = 128  # d: key/value width per head for MHA, GQA and MQA
+    gqa_groups: int = 8  # g: key/value heads of GQA
+    kv_lora_rank: int = 512  # d_c: the MLA latent
+    qk_nope_head_dim: int = 128  # per-head key width expanded from the latent
+    qk_rope_head_dim: int = 64  # d_R: the decoupled RoPE key, shared by all heads
+    v_head_dim: int = 128  # per-head value width expanded from the latent
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @property
+    def latent_cache_dim(self) -> int:
+        """Numbers absorbed MLA caches per token: c_KV and k_R side by side (V3: 576)."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    def kv_heads(self, variant: str) -> int:
+        """Key/value heads of the MHA family (MHA: H, GQA: g, MQA: 1)."""
+        return {"mha": self.n_heads, "gqa": self.gqa_groups, "mqa": 1}[variant]
+
+
+def dims_from_deepseek(config: DeepSeekConfig, gqa_groups: int = 8) -> DecodeDims:
+    """Decode dims of a DeepSeek config; MHA/GQA/MQA use head width v_head_dim (V3: 128)."""
+    return DecodeDims(
+        n_heads=config.n_heads,
+        head_dim=config.v_head_dim,
+        gqa_groups=gqa_groups,
+        kv_lora_rank=config.kv_lora_rank,
+        qk_nope_head_dim=config.qk_nope_head_dim,
+        qk_rope_head_dim=config.qk_rope_head_dim,
+        v_head_dim=config.v_head_dim,
+    )
+
+
+def v3_dims() -> DecodeDims:
+    """DeepSeek-V3 attention: 128 heads of 128, latent 512, RoPE key 64, GQA with 8 groups."""
+    config = builtin_config("deepseek-v3")
+    assert isinstance(config, DeepSeekConfig)
+    return dims_from_deepseek(config)
+
+
+# --- what a step must read and compute -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Bytes one decode step must read from memory and the FLOPs it must do."""
+
+    bytes_read: int
+    flops: int
+
+
+def step_cost(
+    variant: str, dims: DecodeDims, context: int, batch: int = 1, dtype_bytes: int = 2
+) -> StepCost:
+    """Count the bytes and FLOPs of one decode step from the shapes alone.
+
+    Bytes: the cache (every cached number read once), plus for absorbed MLA the weights
+    W_UK and W_UV that fold the query into latent space and unfold the output (read once
+    per step, whatever the batch). Queries and outputs are a few KB and left out.
+    FLOPs: 2 per multiply-add of the two products q.k and p.v (plus the fold and unfold
+    for absorbed MLA); the softmax (a few per score) is left out.
+    """
+    h, t, b = dims.n_heads, context, batch
+    if variant in ("mha", "gqa", "mqa"):
+        cached_per_token = 2 * dims.kv_heads(variant) * dims.head_dim
+        flops_per_token = 2 * h * dims.head_dim * 2
+        weight_numbers, weight_flops = 0, 0
+    elif variant == "mla_naive":
+        cached_per_token = h * (dims.qk_head_dim + dims.v_head_dim)
+        flops_per_token = 2 * h * (dims.qk_head_dim + dims.v_head_dim)
+        weight_numbers, weight_flops = 0, 0
+    elif variant == "mla_absorbed":
+        cached_per_token = dims.latent_cache_dim
+        flops_per_token = 2 * h * (dims.latent_cache_dim + dims.kv_lora_rank)
+        weight_numbers = h * (dims.qk_nope_head_dim + dims.v_head_dim) * dims.kv_lora_rank
+        weight_flops = 2 * weight_numbers * b
+    else:
+        raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    bytes_read = (cached_per_token * t * b + weight_numbers) * dtype_bytes
+    return StepCost(bytes_read=bytes_read, flops=flops_per_token * t * b + weight_flops)
+
+
+# --- the kernels ---------------------------------------------------------------------
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """x in float32, or float64 if it already is (softmax and sums never run in bf16)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """scores[..., t] = keys[..., t, :] . query[..., :], in float32 (or float64).
+
+    keys [..., T, d], query [..., d] -> [..., T]. Compiled, the product and the sum fuse into
+    one pass over `keys`; eager, the product would be a temporary as big as the cache, so
+    eager uses matmul.
+    """
+    if torch.compiler.is_compiling():
+        return (_wide(keys) * _wide(query).unsqueeze(-2)).sum(-1)
+    return _wide(torch.matmul(keys, query.unsqueeze(-1)).squeeze(-1))
+
+
+def _weighted_sum_over_tokens(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """out[..., :] = sum_t weights[..., t] * values[..., t, :], in float32 (or float64).
+
+    weights [..., T] float32, values [..., T, d] -> [..., d]. Fused when compiled (see above).
+    """
+    if torch.compiler.is_compiling():
+        return (weights.unsqueeze(-1) * _wide(values)).sum(-2)
+    return torch.matmul(weights.to(values.dtype).unsqueeze(-2), values).squeeze(-2)
+
+
+def mha_decode(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """MHA, GQA or MQA: q [B, H, d]; k_cache, v_cache [B, G, T, d] with G dividing H.
+
+    G = H is MHA (matrix-vector per head), G = 1 is MQA, anything between is GQA. Query head
+    i uses key/value head i // (H / G). Returns o [B, H, d] in q's dtype.
+    """
+    batch, n_heads, head_dim = q.shape
+    kv_heads = k_cache.shape[1]
+    if kv_heads == n_heads:
+        scores = _dot_over_last(k_cache, q) * scale  # [B, H, T]
+        weights = torch.softmax(scores, dim=-1)
+        return _weighted_sum_over_tokens(weights, v_cache).to(q.dtype)
+    # Grouped: the H / G queries of a group form the rows of one matrix product.
+    q_grouped = q.view(batch, kv_heads, n_heads // kv_heads, head_dim)  # [B, G, H/G, d]
+    scores = _wide(torch.matmul(q_grouped, k_cache.transpose(-1, -2))) * scale  # [B, G, H/G, T]
+    weights = torch.softmax(scores, dim=-1).to(v_cache.dtype)
+    out = torch.matmul(weights, v_cache)  # [B, G, H/G, d]
+    return out.reshape(batch, n_heads, head_dim)
+
+
+def mla_naive_decode(
+    q_nope: torch.Tensor,
+    q_rope: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """MLA with expanded caches: every head's key [k_C ; k_R] and value v_C are cached.
+
+    q_nope [B, H, d_nope], q_rope [B, H, d_R]; k_cache [B, H, T, d_nope + d_R] (k_C = W_UK c_KV
+    beside the shared k_R, copied per head); v_cache [B, H, T, d_v] (v_C = W_UV c_KV).
+    Returns o [B, H, d_v].
+    """
+    q = torch.cat([q_nope, q_rope], dim=-1)  # [B, H, d_nope + d_R]
+    scores = _dot_over_last(k_cache, q) * scale  # [B, H, T]
+    weights = torch.softmax(scores, dim=-1)
+    return _weighted_sum_over_tokens(weights, v_cache).to(q.dtype)
+
+
+def mla_absorbed_decode(
+    q_nope: torch.Tensor,
+    q_rope: torch.Tensor,
+    latent_cache: torch.Tensor,
+    w_uk: torch.Tensor,
+    w_uv: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """MLA attending directly over the cached latents (W_UK and W_UV absorbed).
+
+    q_nope [B, H, d_nope], q_rope [B, H, d_R]; latent_cache [B, T, d_c + d_R] holds c_KV and
+    k_R side by side; w_uk [H, d_nope, d_c], w_uv [H, d_v, d_c]. Since
+    q_nope . (W_UK c_KV) = (W_UK^T q_nope) . c_KV, the query is folded into latent space once,
+    and every head then scores the same cached rows: one matrix product for all heads.
+    Returns o [B, H, d_v].
+    """
+    d_c = w_uk.shape[-1]
+    q_latent = torch.einsum("bhn,hnc->bhc", q_nope, w_uk)  # [B, H, d_c]
+    q_cat = torch.cat([q_latent, q_rope], dim=-1)  # [B, H, d_c + d_R]
+    scores = _wide(torch.matmul(q_cat, latent_cache.transpose(-1, -2))) * scale  # [B, H, T]
+    weights = torch.softmax(scores, dim=-1).to(latent_cache.dtype)
+    c_kv = latent_cache[..., :d_c]  # [B, T, d_c], a strided view: no copy
+    out_latent = torch.matmul(weights, c_kv)  # [B, H, d_c]
+    return torch.einsum("bhc,hvc->bhv", out_latent, w_uv)  # [B, H, d_v]
+
+
+def expand_latent_cache(
+    latent_cache: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The naive MLA caches expanded from the latent one.
+
+    Returns k [B, H, T, d_nope + d_R] and v [B, H, T, d_v].
+    """
+    d_c = w_uk.shape[-1]
+    c_kv, k_rope = latent_cache[..., :d_c], latent_cache[..., d_c:]
+    k_nope = torch.einsum("btc,hnc->bhtn", c_kv, w_uk)
+    n_heads, t = w_uk.shape[0], latent_cache.shape[1]
+    k_rope_per_head = k_rope.unsqueeze(1).expand(-1, n_heads, t, -1)
+    v = torch.einsum("btc,hvc->bhtv", c_kv, w_uv)
+    return torch.cat([k_nope, k_rope_per_head], dim=-1).contiguous(), v.contiguous()
+
+
+def reference_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """softmax(q k^T * scale) v for ONE query row, written the obvious way (for tests).
+
+    q [d_k], keys [T, d_k], values [T, d_v] -> [d_v].
+    """
+    scores = keys @ q * scale
+    weights = torch.exp(scores - scores.max())
+    weights = weights / weights.sum()
+    return weights @ values

@@ -1,0 +1,276 @@
+"""The decode benchmark: its kernels compute attention, its counts are right, it runs.
+
+Oracles: attention written out per sequence, head and token in float64
+(`reference_attention`, with keys expanded from the latent by explicit loops, independent
+of `expand_latent_cache`); byte and FLOP counts computed by hand from DeepSeek-V3's widths
+(shared/REFERENCE.md: MHA reads 65,536 bytes per bf16 token, absorbed MLA does 278,528 FLOPs).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mla_core.bench_decode import parse_contexts
+from mla_core.cli import main
+from mla_core.decode_attention import (
+    DecodeDims,
+    expand_latent_cache,
+    mha_decode,
+    mla_absorbed_decode,
+    mla_naive_decode,
+    reference_attention,
+    step_cost,
+    v3_dims,
+)
+from mla_core.errors import UserError
+
+SMALL = DecodeDims(
+    n_heads=8,
+    head_dim=16,
+    gqa_groups=2,
+    kv_lora_rank=24,
+    qk_nope_head_dim=12,
+    qk_rope_head_dim=6,
+    v_head_dim=10,
+)
+BATCH, CONTEXT = 2, 7
+
+
+def _randn(*shape: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "kv_heads", [SMALL.n_heads, SMALL.gqa_groups, 1], ids=["mha", "gqa", "mqa"]
+)
+def test_mha_family_equals_reference(kv_heads: int) -> None:
+    g = torch.Generator().manual_seed(kv_heads)
+    h, d = SMALL.n_heads, SMALL.head_dim
+    q = _randn(BATCH, h, d, generator=g)
+    k_cache = _randn(BATCH, kv_heads, CONTEXT, d, generator=g)
+    v_cache = _randn(BATCH, kv_heads, CONTEXT, d, generator=g)
+    scale = d**-0.5
+
+    out = mha_decode(q, k_cache, v_cache, scale)
+
+    heads_per_kv = h // kv_heads
+    for b in range(BATCH):
+        for i in range(h):
+            kv = i // heads_per_kv  # query head i reads key/value head i // (H / G)
+            expected = reference_attention(q[b, i], k_cache[b, kv], v_cache[b, kv], scale)
+            torch.testing.assert_close(out[b, i], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_mha_in_float32_and_bfloat16_stays_close_to_float64() -> None:
+    g = torch.Generator().manual_seed(5)
+    q = _randn(BATCH, 8, 16, generator=g)
+    k, v = _randn(BATCH, 8, 33, 16, generator=g), _randn(BATCH, 8, 33, 16, generator=g)
+    exact = mha_decode(q, k, v, 0.25)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2)):
+        out = mha_decode(q.to(dtype), k.to(dtype), v.to(dtype), 0.25)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.double(), exact, rtol=tol, atol=tol)
+
+
+def _mla_inputs(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    h, d_c = SMALL.n_heads, SMALL.kv_lora_rank
+    return {
+        "q_nope": _randn(BATCH, h, SMALL.qk_nope_head_dim, generator=g),
+        "q_rope": _randn(BATCH, h, SMALL.qk_rope_head_dim, generator=g),
+        "latent_cache": _randn(BATCH, CONTEXT, SMALL.latent_cache_dim, generator=g),
+        "w_uk": _randn(h, SMALL.qk_nope_head_dim, d_c, generator=g) * d_c**-0.5,
+        "w_uv": _randn(h, SMALL.v_head_dim, d_c, generator=g) * d_c**-0.5,
+    }
+
+
+def _mla_reference(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
+    """Every head's keys and values expanded token by token, then plain attention."""
+    d_c = SMALL.kv_lora_rank
+    out = torch.empty(BATCH, SMALL.n_heads, SMALL.v_head_dim, dtype=torch.float64)
+    for b in range(BATCH):
+        for i in range(SMALL.n_heads):
+            keys, values = [], []
+            for t in range(CONTEXT):
+                c_kv, k_rope = x["latent_cache"][b, t, :d_c], x["latent_cache"][b, t, d_c:]
+                keys.append(torch.cat([x["w_uk"][i] @ c_kv, k_rope]))  # k_i = [W_UK_i c ; k_R]
+                values.append(x["w_uv"][i] @ c_kv)  # v_i = W_UV_i c
+            q = torch.cat([x["q_nope"][b, i], x["q_rope"][b, i]])
+            out[b, i] = reference_attention(q, torch.stack(keys), torch.stack(values), scale)
+    return out
+
+
+def test_mla_absorbed_equals_naive_equals_reference() -> None:
+    x = _mla_inputs(seed=11)
+    scale = SMALL.qk_head_dim**-0.5
+    expected = _mla_reference(x, scale)
+
+    k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
+    assert k_cache.shape == (BATCH, SMALL.n_heads, CONTEXT, SMALL.qk_head_dim)
+    naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, scale)
+    absorbed = mla_absorbed_decode(
+        x["q_nope"], x["q_rope"], x["latent_cache"], x["w_uk"], x["w_uv"], scale
+    )
+
+    torch.testing.assert_close(naive, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(absorbed, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(absorbed, naive, rtol=1e-12, atol=1e-12)
+
+
+def test_mla_absorbed_sees_the_rope_key() -> None:
+    """Changing only the shared RoPE key of one token must change the output."""
+    x = _mla_inputs(seed=12)
+    scale = SMALL.qk_head_dim**-0.5
+    before = mla_absorbed_decode(**x, scale=scale)
+    x["latent_cache"][:, 3, SMALL.kv_lora_rank :] += 1.0
+    after = mla_absorbed_decode(**x, scale=scale)
+    assert (before - after).abs().max() > 1e-3
+    torch.testing.assert_close(after, _mla_reference(x, scale), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_compiled_kernels_equal_eager() -> None:
+    """The benchmark runs the kernels through torch.compile (fused multiply-sum): same result."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(BATCH, 8, 16, generator=g)
+    k, v = torch.randn(BATCH, 8, 40, 16, generator=g), torch.randn(BATCH, 8, 40, 16, generator=g)
+    compiled = torch.compile(mha_decode, dynamic=True)
+    torch.testing.assert_close(compiled(q, k, v, 0.25), mha_decode(q, k, v, 0.25))
+    x = {k: t.float() for k, t in _mla_inputs(seed=4).items()}
+    k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
+    naive = torch.compile(mla_naive_decode, dynamic=True)
+    torch.testing.assert_close(
+        naive(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2),
+        mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2),
+    )
+
+
+# --- counts -----------------------------------------------------------------------------
+
+
+def test_v3_dims() -> None:
+    dims = v3_dims()
+    assert (dims.n_heads, dims.head_dim, dims.kv_lora_rank, dims.qk_rope_head_dim) == (
+        128,
+        128,
+        512,
+        64,
+    )
+    assert dims.latent_cache_dim == 576 and dims.qk_head_dim == 192
+
+
+# Hand-computed for V3 widths, 16,384 tokens, bf16 (2 bytes), batch 1:
+#   MHA      K and V: 2 * 128 heads * 128 * 2 B * 16384 = 1,073,741,824 B
+#            q.k and p.v: 2 FLOPs * 128 * 128 * 2 * 16384 = 1,073,741,824 FLOPs
+#   GQA-8    2 * 8 * 128 * 2 B * 16384 = 67,108,864 B, FLOPs as MHA
+#   MQA      2 * 128 * 2 B * 16384 = 8,388,608 B, FLOPs as MHA
+#   naive    128 * (192 + 128) * 2 B * 16384 = 1,342,177,280 B; 2 * 128 * 320 * 16384 FLOPs
+#   absorbed cache 576 * 2 B * 16384 = 18,874,368 B plus W_UK, W_UV 128 * 256 * 512 * 2 B =
+#            33,554,432 B -> 52,428,800 B; FLOPs 128 * (576 + 512) * 2 * 16384 = 4,563,402,752
+#            plus fold and unfold 2 * 128 * 256 * 512 = 33,554,432 -> 4,596,957,184
+V3_16K_BF16 = {
+    "mha": (1_073_741_824, 1_073_741_824),
+    "gqa": (67_108_864, 1_073_741_824),
+    "mqa": (8_388_608, 1_073_741_824),
+    "mla_naive": (1_342_177_280, 1_342_177_280),
+    "mla_absorbed": (52_428_800, 4_596_957_184),
+}
+
+
+@pytest.mark.parametrize("variant", list(V3_16K_BF16))
+def test_v3_step_cost_at_16k_bf16(variant: str) -> None:
+    cost = step_cost(variant, v3_dims(), context=16_384, batch=1, dtype_bytes=2)
+    assert (cost.bytes_read, cost.flops) == V3_16K_BF16[variant]
+
+
+def test_v3_step_cost_per_token_and_batch() -> None:
+    dims = v3_dims()
+    # REFERENCE.md: per context token MHA reads 65,536 bf16 bytes for 65,536 FLOPs ...
+    one, two = (step_cost("mha", dims, t) for t in (1, 2))
+    assert two.bytes_read - one.bytes_read == 65_536 and two.flops - one.flops == 65_536
+    # ... absorbed MLA reads 1,152 bytes for 278,528 FLOPs (128 x (576 + 512) x 2).
+    one, two = (step_cost("mla_absorbed", dims, t) for t in (1, 2))
+    assert two.bytes_read - one.bytes_read == 1_152 and two.flops - one.flops == 278_528
+    # float32, batch 4: the cache scales with the batch, the weights are read once.
+    cost = step_cost("mla_absorbed", dims, context=16_384, batch=4, dtype_bytes=4)
+    assert cost.bytes_read == (576 * 16_384 * 4 + 128 * 256 * 512) * 4 == 218_103_808
+    assert cost.flops == 4 * 4_596_957_184
+    assert step_cost("mha", dims, 16_384, 4, 4).bytes_read == 4 * 2 * 1_073_741_824
+
+
+def test_step_cost_rejects_unknown_variant() -> None:
+    with pytest.raises(ValueError, match="unknown variant"):
+        step_cost("mla_fast", v3_dims(), 16)
+
+
+def test_parse_contexts() -> None:
+    assert parse_contexts(["1k", "16K", "100"]) == [1024, 16384, 100]
+    with pytest.raises(UserError, match="not a token count"):
+        parse_contexts(["lots"])
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def test_bench_decode_runs_end_to_end(tmp_path, capsys) -> None:
+    """A --quick-like run on tiny contexts, eager, both dtypes: table, valid JSON, PNG."""
+    json_path = tmp_path / "decode.json"
+    code = main(
+        [
+            "bench",
+            "decode",
+            "--quick",
+            "--contexts",
+            "16",
+            "32",
+            "--batches",
+            "1",
+            "2",
+            "--dtype",
+            "float32",
+            "bfloat16",
+            "--no-compile",
+            "--no-progress",
+            "--json",
+            str(json_path),
+        ]
+    )
+    assert code == 0
+    report = json.loads(json_path.read_text())
+    assert (tmp_path / "decode.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [run["dtype"] for run in report["runs"]] == ["float32", "bfloat16"]
+    dims = DecodeDims(**report["dims"])
+    for run in report["runs"]:
+        roof = run["roofline"]
+        assert roof["bandwidth"] > 0 and roof["matmul_rate"] > 0
+        assert len(run["results"]) + len(run["skipped"]) == 2 * 2 * 5
+        dtype_bytes = 4 if run["dtype"] == "float32" else 2
+        for row in run["results"]:
+            cost = step_cost(row["variant"], dims, row["context"], row["batch"], dtype_bytes)
+            assert (row["bytes"], row["flops"]) == (cost.bytes_read, cost.flops)
+            assert row["median_s"] > 0
+            floor = max(row["bytes"] / roof["bandwidth"], row["flops"] / roof["matmul_rate"])
+            assert row["floor_s"] == pytest.approx(floor)
+            assert row["efficiency"] == pytest.approx(floor / row["median_s"])
+            if row["variant"] == "mha":
+                assert row["speedup_vs_mha"] == pytest.approx(1.0)
+    out = capsys.readouterr().out
+    assert "MLA absorbed" in out and "GQA-8" in out and "bfloat16: memory read" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dtype", "float16"], "dtype 'float16'"),
+        (["--device", "tpu"], "device 'tpu'"),
+        (["--contexts", "0"], "at least 1 token"),
+        (["--variants", "mla_fast"], "variant 'mla_fast'"),
+    ],
+)
+def test_bench_decode_bad_input_is_one_line(argv, message, capsys) -> None:
+    assert main(["bench", "decode", "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
