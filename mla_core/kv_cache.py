@@ -81,7 +81,8 @@ def generate(
     """Greedy decoding with a KV cache: one forward for the prompt, then one token per step.
 
     Returns the generated token ids, one DecodeStep per generated token, and the final cache.
-    Step i's logits come from the forward that cached every token before it.
+    Step i's logits come from the forward that cached every token before it; the last
+    generated token is never fed back, so the final cache holds prompt + n_new - 1 tokens.
     """
     if not prompt_ids:
         raise UserError("the prompt is empty: give at least one token")
