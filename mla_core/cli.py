@@ -166,7 +166,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-ATTENTION_MODELS = ("gpt2",)  # `--model` choices; each needs a branch in _attention_capture
+ATTENTION_MODELS = ("gpt2", "mla")  # `--model` choices; each needs a branch in _attention_capture
 
 
 def _add_attention(sub: argparse._SubParsersAction) -> None:
@@ -180,6 +180,9 @@ def _add_attention(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, required=True, help="layer index, from 0")
     p.add_argument("--head", type=int, required=True, help="head index, from 0")
     p.add_argument("--model", choices=ATTENTION_MODELS, default="gpt2", help="default gpt2")
+    p.add_argument(
+        "--rank", type=int, default=None, help="--model mla: the latent rank r (1..n_embd)"
+    )
     p.add_argument(
         "--bos",
         action=argparse.BooleanOptionalAction,
@@ -204,6 +207,8 @@ def _attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict
         if args.layer >= model.config.n_layer or args.head >= model.config.n_head:
             raise UserError(_head_range_error(args, model.config.n_layer, model.config.n_head))
         return capture_attention(model, args.prompt, bos=args.bos), source.as_dict()
+    if args.model == "mla":
+        return _mla_attention_capture(args)
     raise UserError(f"--model {args.model!r}; allowed: {', '.join(ATTENTION_MODELS)}")
 
 
@@ -365,6 +370,170 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- MLA built from GPT-2: attention --model mla, convert, sweep ---------------------------
+
+
+def _load_converted_gpt2(args: argparse.Namespace, rank: int | None) -> tuple[GPT2, GPT2, dict]:
+    """The GPT-2 of --weights (etc.), it converted to MLA at `rank`, and its weights source."""
+    from mla_core.gpt2_to_mla import check_rank, convert_gpt2
+
+    if rank is None:
+        raise UserError("--rank R is required with an MLA model (1..n_embd, e.g. --rank 64)")
+    model, source = _load_gpt2(args)
+    check_rank(rank, model.config)
+    return model, convert_gpt2(model, rank), {**source.as_dict(), "mla_rank": rank}
+
+
+def _mla_attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict]:
+    from mla_core.mla_scene_data import capture_latent_attention
+
+    if args.layer < 0 or args.head < 0:
+        raise UserError(f"--layer {args.layer} / --head {args.head} must be >= 0")
+    _, model, weights = _load_converted_gpt2(args, args.rank)
+    if args.layer >= model.config.n_layer or args.head >= model.config.n_head:
+        raise UserError(_head_range_error(args, model.config.n_layer, model.config.n_head))
+    weights["description"] += f", converted to MLA at rank {args.rank}"
+    return capture_latent_attention(model, args.prompt, bos=args.bos), weights
+
+
+CHECK_PROMPT = " The American flag is red, white, and"
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="turn GPT-2's keys and values into one rank-r latent (MLA) and report the cost",
+        description="Factor every layer's stacked key/value weights [W_K; W_V] by SVD into "
+        "W_DKV (n_embd -> r) and W_UK, W_UV (r -> heads x head_dim); print the cache saving "
+        "and how far the converted model is from GPT-2; optionally save the converted tensors.",
+    )
+    p.add_argument("--rank", type=int, required=True, help="latent rank r, 1..n_embd")
+    p.add_argument("--out", metavar="DIR", default=None, help="save the converted attention")
+    _add_model_source_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from mla_core.capture import prompt_token_ids
+    from mla_core.gpt2_to_mla import cache_bytes_per_token, kv_spectrum, save_converted
+    from mla_core.tokenizer import gpt2_tokenizer
+
+    original, converted, weights = _load_converted_gpt2(args, args.rank)
+    config = converted.config
+    energy = [kv_spectrum(block.attn).energy_kept(args.rank) for block in original.h]
+    ids = prompt_token_ids(CHECK_PROMPT, config)
+    with torch.no_grad():
+        tokens = torch.tensor([ids], device=original.wte.weight.device)
+        reference, mla = original(tokens)[0, -1], converted(tokens)[0, -1]
+    tokenizer = gpt2_tokenizer()
+    sizes = cache_bytes_per_token(config, args.rank, dtype_bytes=2)
+    report = {
+        "weights": weights,
+        "rank": args.rank,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_embd": config.n_embd,
+        "cache_bytes_per_token_fp16": sizes,
+        "cache_fraction_of_mha": sizes["mla"] / sizes["mha"],
+        "kv_weight_energy_kept_per_layer": energy,
+        "check_prompt": CHECK_PROMPT,
+        "check_max_abs_logit_diff": float((mla - reference).abs().max()),
+        "check_top1_gpt2": tokenizer.display_token(int(reference.argmax())),
+        "check_top1_mla": tokenizer.display_token(int(mla.argmax())),
+        "out": args.out,
+    }
+    if args.out is not None:
+        save_converted(converted, args.out, weights)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"weights: {weights['description']}")
+    print(
+        f"{config.n_layer} layers x {config.n_head} heads, n_embd {config.n_embd}; "
+        f"latent rank r = {args.rank}"
+    )
+    print(
+        f"KV cache per token (2 bytes/number): MHA {sizes['mha']:,} B, MLA {sizes['mla']:,} B "
+        f"({report['cache_fraction_of_mha']:.1%} of MHA, "
+        f"{sizes['mha'] / sizes['mla']:.1f}x smaller)"
+    )
+    print(
+        f"[W_K; W_V] energy kept: min {min(energy):.2%}, mean {sum(energy) / len(energy):.2%} "
+        "over layers"
+    )
+    print(
+        f"check {CHECK_PROMPT!r}: max |logit - GPT-2 logit| = "
+        f"{report['check_max_abs_logit_diff']:.3g}; next token GPT-2 "
+        f"{report['check_top1_gpt2']!r}, MLA {report['check_top1_mla']!r}"
+    )
+    if args.out is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from mla_core.mla_sweep import DEFAULT_OUT, DEFAULT_RANKS
+
+    p = sub.add_parser(
+        "sweep",
+        help="MLA-from-GPT-2 quality against cache size over a range of latent ranks (JSON)",
+        description="Convert GPT-2 to MLA at each rank and measure cache bytes per token, "
+        "attention-pattern KL, top-1 agreement and perplexity on held-out text.",
+    )
+    p.add_argument(
+        "--ranks",
+        default=",".join(map(str, DEFAULT_RANKS)),
+        help="comma-separated ranks, clipped to n_embd (default %(default)s)",
+    )
+    p.add_argument(
+        "--text", metavar="FILE", default=None, help="held-out English text (default: shipped)"
+    )
+    p.add_argument("--window", type=int, default=128, help="tokens per window (default 128)")
+    p.add_argument("--max-windows", type=int, default=None, help="use at most N windows")
+    p.add_argument("--out", metavar="FILE.json", default=str(DEFAULT_OUT), help="JSON to write")
+    _add_model_source_args(p)
+    p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
+    p.set_defaults(handler=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mla_core import mla_sweep
+
+    try:
+        ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
+    except ValueError:
+        raise UserError(f"--ranks {args.ranks!r} must be comma-separated integers") from None
+    if not ranks:
+        raise UserError("--ranks is empty; give e.g. --ranks 8,64,768")
+    if args.text is None:
+        text_path, text_source = mla_sweep.HELDOUT_SAMPLE, mla_sweep.HELDOUT_SAMPLE_SOURCE
+    else:
+        text_path, text_source = Path(args.text), f"--text {args.text}"
+    if not text_path.is_file():
+        raise UserError(f"--text {str(text_path)!r} does not exist")
+    if args.max_windows is not None and args.max_windows < 1:
+        raise UserError(f"--max-windows {args.max_windows} must be >= 1")
+    model, source = _load_gpt2(args)
+    text = text_path.read_text(encoding="utf-8")
+    result = mla_sweep.rank_sweep(model, text, ranks, args.window, args.max_windows)
+    result["model"]["weights"] = source.as_dict()
+    result["text"].update(mla_sweep.text_provenance(text_path, text_source))
+    mla_sweep.write_json_atomically(result, Path(args.out))
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"weights: {source.description}")
+    print(f"text: {text_source}")
+    print(mla_sweep.format_table(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
 # --- entry point ------------------------------------------------------------------------
 
 
@@ -377,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache(sub)
     _add_predict(sub)
     _add_attention(sub)
+    _add_convert(sub)
+    _add_sweep(sub)
     _add_bench(sub)
     return parser
 

@@ -29,7 +29,6 @@ interleaved (see `mla_core.rope`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mla_core.configs import DeepSeekConfig
@@ -229,14 +228,3 @@ class MultiHeadLatentAttention(nn.Module):
             probs = softmax_probs(scores + mask, h.dtype)
             out = torch.einsum("bsht,bthd->bshd", probs, v)
         return self.w_o(out.flatten(2))
-
-
-def attention_probs(scores: torch.Tensor, n_cached_before: int = 0) -> torch.Tensor:
-    """Causally masked softmax of scores (b, s, heads, t), in float32 or wider."""
-    n_new, n_total = scores.shape[1], scores.shape[-1]
-    if n_total != n_cached_before + n_new:
-        raise UserError(
-            f"scores cover {n_total} keys, expected {n_cached_before} cached + {n_new} new"
-        )
-    mask = causal_mask(n_new, n_total, scores.dtype).to(scores.device)[:, None, :]
-    return F.softmax(scores + mask, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
