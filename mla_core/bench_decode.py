@@ -31,6 +31,7 @@ from mla_core.decode_attention import (
     mla_absorbed_decode,
     mla_naive_decode,
     step_cost,
+    use_compiled_matvec,
 )
 from mla_core.errors import UserError
 from mla_core.roofline import Roofline, measure_roofline, synchronize
@@ -152,8 +153,8 @@ def run_decode_benchmark(
 ) -> dict:
     """Time every (dtype, batch, context, variant) and compare with the roofline.
 
-    compile_kernels: run the kernels through torch.compile (default: on CPU yes, see
-    `decode_attention`); quick: short timings and small roofline probes.
+    compile_kernels: fused torch.compile'd matrix-vector products for MHA and naive MLA
+    (default: on CPU yes, see `decode_attention`); quick: short timings and small roofline probes.
     Returns the JSON-ready report (see `format_table` for what the columns mean).
     """
     dev = _check_device(device)
@@ -168,10 +169,6 @@ def run_decode_benchmark(
         raise UserError("contexts and batches must be positive integers")
     if compile_kernels is None:
         compile_kernels = dev.type == "cpu"
-    kernels = {}
-    if compile_kernels:
-        for fn in (mha_decode, mla_naive_decode, mla_absorbed_decode):
-            kernels[fn] = torch.compile(fn, dynamic=True)
 
     report: dict = {
         "device": str(dev),
@@ -185,31 +182,49 @@ def run_decode_benchmark(
     }
     cases = [(d, b, t, v) for d in dtypes for b in batches for t in contexts for v in variants]
     bar = tqdm(total=len(cases), desc="decode bench", unit="case", disable=not progress)
-    for dtype_name in dtypes:
-        dtype = DTYPES[dtype_name]
-        bar.set_postfix_str(f"{dtype_name} roofline")
-        roofline = measure_roofline(
-            dtype,
-            dev,
-            bandwidth_bytes=(1 << 28) if quick else (1 << 30),
-            matmul_size=1024 if quick else 2048,
-            repeats=3 if quick else 5,
-        )
-        run: dict = {"dtype": dtype_name, "roofline": asdict(roofline), "results": []}
-        run["skipped"] = []
-        for batch in batches:
-            for context in contexts:
-                for variant in variants:
-                    bar.set_postfix_str(f"{dtype_name} B={batch} T={context} {variant}")
-                    row = _run_case(
-                        variant, dims, batch, context, dtype, dev, roofline, kernels, quick
-                    )
-                    (run["skipped"] if "skipped" in row else run["results"]).append(row)
-                    bar.update(1)
-        _add_speedups(run["results"])
-        report["runs"].append(run)
-    bar.close()
+    use_compiled_matvec(compile_kernels)
+    try:
+        for dtype_name in dtypes:
+            report["runs"].append(
+                _run_dtype(dtype_name, dev, dims, batches, contexts, variants, quick, bar)
+            )
+    finally:
+        use_compiled_matvec(False)
+        bar.close()
     return report
+
+
+def _run_dtype(
+    dtype_name: str,
+    dev: torch.device,
+    dims: DecodeDims,
+    batches: Sequence[int],
+    contexts: Sequence[int],
+    variants: Sequence[str],
+    quick: bool,
+    bar: tqdm,
+) -> dict:
+    """Roofline, then every (batch, context, variant) case, for one dtype."""
+    dtype = DTYPES[dtype_name]
+    bar.set_postfix_str(f"{dtype_name} roofline")
+    roofline = measure_roofline(
+        dtype,
+        dev,
+        bandwidth_bytes=(1 << 28) if quick else (1 << 30),
+        matmul_size=1024 if quick else 2048,
+        repeats=3 if quick else 5,
+    )
+    run: dict = {"dtype": dtype_name, "roofline": asdict(roofline), "results": []}
+    run["skipped"] = []
+    for batch in batches:
+        for context in contexts:
+            for variant in variants:
+                bar.set_postfix_str(f"{dtype_name} B={batch} T={context} {variant}")
+                row = _run_case(variant, dims, batch, context, dtype, dev, roofline, quick)
+                (run["skipped"] if "skipped" in row else run["results"]).append(row)
+                bar.update(1)
+    _add_speedups(run["results"])
+    return run
 
 
 def _run_case(
@@ -220,7 +235,6 @@ def _run_case(
     dtype: torch.dtype,
     device: torch.device,
     roofline: Roofline,
-    kernels: dict,
     quick: bool,
 ) -> dict:
     dtype_bytes = torch.empty((), dtype=dtype).element_size()
@@ -241,7 +255,6 @@ def _run_case(
         )
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
-    kernel = kernels.get(kernel, kernel)
     seconds, repeats = time_step(
         kernel, args, device, target_seconds=0.2 if quick else 1.0, max_repeats=5 if quick else 15
     )

@@ -19,10 +19,11 @@ Layout and kernel choices, measured on a 2-core AMD EPYC (Zen 4) with plain torc
   scores of a head are one matrix-vector product over memory read front to back.
 - MHA and naive MLA are matrix-vector shaped (one query row per key head). Eager torch sends
   them to the BLAS gemv (MKL), which on this AMD CPU reads only 4-6 GB/s per core, a quarter
-  of the bandwidth; the bfloat16 bmm is no better. Written as a product and a sum over the
-  head dimension (`_dot_over_last` / `_weighted_sum_over_tokens`), `torch.compile` fuses them
-  into one streaming loop that reads the cache once at close to full bandwidth. Eager runs
-  (the tests, or `--no-compile`) use matmul instead, which is correct but slow on this CPU.
+  of the bandwidth; the bfloat16 bmm is no better. Written as a product and a sum
+  (`_fused_dot_over_last`, `_fused_weighted_sum`), `torch.compile` turns them into one
+  streaming loop that reads the cache once at close to full bandwidth: the benchmark switches
+  them on with `use_compiled_matvec()`. Off (the default, the tests, `--no-compile`), the
+  same products are matmuls: correct, but slow on this CPU.
 - GQA, MQA and absorbed MLA share each key row between many query rows (16, 128, 128), so
   they are matrix-matrix products: plain matmul, where BLAS is fast.
 """
@@ -141,26 +142,54 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def _fused_dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    # keys [N, T, d], query [N, d] -> [N, T]
+    return (_wide(keys) * _wide(query).unsqueeze(-2)).sum(-1)
+
+
+def _fused_weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    # weights [N, T], values [N, T, d] -> [N, d]
+    return (weights.unsqueeze(-1) * _wide(values)).sum(-2)
+
+
+_compiled_matvec: dict[str, object] = {}  # filled by use_compiled_matvec(True)
+
+
+def use_compiled_matvec(enabled: bool = True) -> None:
+    """Run the matrix-vector products of MHA and naive MLA as torch.compile'd fused loops.
+
+    Off (the default), they are matmuls: BLAS gemv. On, `_fused_dot_over_last` and
+    `_fused_weighted_sum` (a product and a sum, which compile into one streaming pass over
+    the cache) replace them; compiled once per dtype, with dynamic sizes.
+    """
+    _compiled_matvec.clear()
+    if enabled:
+        _compiled_matvec["dot"] = torch.compile(_fused_dot_over_last, dynamic=True)
+        _compiled_matvec["weighted_sum"] = torch.compile(_fused_weighted_sum, dynamic=True)
+
+
 def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """scores[..., t] = keys[..., t, :] . query[..., :], in float32 (or float64).
 
-    keys [..., T, d], query [..., d] -> [..., T]. Compiled, the product and the sum fuse into
-    one pass over `keys`; eager, the product would be a temporary as big as the cache, so
-    eager uses matmul.
+    keys [..., T, d], query [..., d] -> [..., T].
     """
-    if torch.compiler.is_compiling():
-        return (_wide(keys) * _wide(query).unsqueeze(-2)).sum(-1)
-    return _wide(torch.matmul(keys, query.unsqueeze(-1)).squeeze(-1))
+    fused = _compiled_matvec.get("dot")
+    if fused is None:
+        return _wide(torch.matmul(keys, query.unsqueeze(-1)).squeeze(-1))
+    *lead, t, d = keys.shape  # batch and heads flattened: one compiled graph for every batch
+    return fused(keys.reshape(-1, t, d), query.reshape(-1, d)).view(*lead, t)
 
 
 def _weighted_sum_over_tokens(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """out[..., :] = sum_t weights[..., t] * values[..., t, :], in float32 (or float64).
 
-    weights [..., T] float32, values [..., T, d] -> [..., d]. Fused when compiled (see above).
+    weights [..., T] float32 (or float64), values [..., T, d] -> [..., d].
     """
-    if torch.compiler.is_compiling():
-        return (weights.unsqueeze(-1) * _wide(values)).sum(-2)
-    return torch.matmul(weights.to(values.dtype).unsqueeze(-2), values).squeeze(-2)
+    fused = _compiled_matvec.get("weighted_sum")
+    if fused is None:
+        return torch.matmul(weights.to(values.dtype).unsqueeze(-2), values).squeeze(-2)
+    *lead, t, d = values.shape
+    return fused(weights.reshape(-1, t), values.reshape(-1, t, d)).view(*lead, d)
 
 
 def mha_decode(

@@ -23,6 +23,7 @@ from mla_core.decode_attention import (
     mla_naive_decode,
     reference_attention,
     step_cost,
+    use_compiled_matvec,
     v3_dims,
 )
 from mla_core.errors import UserError
@@ -132,20 +133,28 @@ def test_mla_absorbed_sees_the_rope_key() -> None:
 
 
 @pytest.mark.slow
-def test_compiled_kernels_equal_eager() -> None:
-    """The benchmark runs the kernels through torch.compile (fused multiply-sum): same result."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_matvec_equals_eager(dtype: torch.dtype) -> None:
+    """The benchmark's fused, torch.compile'd matrix-vector products give the same outputs."""
     g = torch.Generator().manual_seed(3)
-    q = torch.randn(BATCH, 8, 16, generator=g)
-    k, v = torch.randn(BATCH, 8, 40, 16, generator=g), torch.randn(BATCH, 8, 40, 16, generator=g)
-    compiled = torch.compile(mha_decode, dynamic=True)
-    torch.testing.assert_close(compiled(q, k, v, 0.25), mha_decode(q, k, v, 0.25))
-    x = {k: t.float() for k, t in _mla_inputs(seed=4).items()}
+    q = torch.randn(BATCH, 8, 16, generator=g).to(dtype)
+    k = torch.randn(BATCH, 8, 40, 16, generator=g).to(dtype)
+    v = torch.randn(BATCH, 8, 40, 16, generator=g).to(dtype)
+    x = {name: t.to(dtype) for name, t in _mla_inputs(seed=4).items()}
     k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
-    naive = torch.compile(mla_naive_decode, dynamic=True)
-    torch.testing.assert_close(
-        naive(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2),
-        mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2),
-    )
+    eager_mha = mha_decode(q, k, v, 0.25)
+    eager_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2)
+    use_compiled_matvec(True)
+    try:
+        fused_mha = mha_decode(q, k, v, 0.25)
+        fused_mha_batch1 = mha_decode(q[:1], k[:1], v[:1], 0.25)
+        fused_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2)
+    finally:
+        use_compiled_matvec(False)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(fused_mha, eager_mha, rtol=tol, atol=tol)
+    torch.testing.assert_close(fused_mha_batch1, eager_mha[:1], rtol=tol, atol=tol)
+    torch.testing.assert_close(fused_naive, eager_naive, rtol=tol, atol=tol)
 
 
 # --- counts -----------------------------------------------------------------------------
