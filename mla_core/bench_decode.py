@@ -150,11 +150,13 @@ def run_decode_benchmark(
     compile_kernels: bool | None = None,
     quick: bool = False,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict:
     """Time every (dtype, batch, context, variant) and compare with the roofline.
 
     compile_kernels: fused torch.compile'd matrix-vector products for MHA and naive MLA
-    (default: on CPU yes, see `decode_attention`); quick: short timings and small roofline probes.
+    (default: on CPU yes, see `decode_attention`); quick: short timings and small roofline probes;
+    threads: torch CPU threads (default: torch's choice, one per core).
     Returns the JSON-ready report (see `format_table` for what the columns mean).
     """
     dev = _check_device(device)
@@ -169,6 +171,10 @@ def run_decode_benchmark(
         raise UserError("contexts and batches must be positive integers")
     if compile_kernels is None:
         compile_kernels = dev.type == "cpu"
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"threads={threads} must be >= 1")
+        torch.set_num_threads(threads)
 
     report: dict = {
         "device": str(dev),
@@ -256,7 +262,12 @@ def _run_case(
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
     seconds, repeats = time_step(
-        kernel, args, device, target_seconds=0.2 if quick else 1.0, max_repeats=5 if quick else 15
+        kernel,
+        args,
+        device,
+        warmup=1 if quick else 2,
+        target_seconds=0.2 if quick else 1.0,
+        max_repeats=5 if quick else 15,
     )
     del args
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
@@ -325,7 +336,7 @@ def format_table(report: dict) -> str:
     ]
     header = (
         f"{'B':>3} {'T':>6} {'variant':<13}{'MB read':>10}{'GFLOP':>9}{'ms':>9}{'GB/s':>8}"
-        f"{'GFLOP/s':>9}{'floor ms':>10}{'bound':>8}{'eff':>6}{'x MHA':>7}{'roofline':>9}"
+        f"{'GFLOP/s':>9}{'floor ms':>10}{'bound':>8}{'eff':>6}{'x MHA':>8}{'roofline':>9}"
     )
     for run in report["runs"]:
         roof = run["roofline"]
@@ -343,9 +354,9 @@ def format_table(report: dict) -> str:
                 f"{r['achieved_gflop_per_s']:>9.1f}{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}"
                 f"{r['efficiency']:>6.2f}"
                 + (
-                    f"{speedup:>6.2f}x{r['speedup_vs_mha_roofline']:>8.2f}x"
+                    f" {speedup:>6.2f}x {r['speedup_vs_mha_roofline']:>7.2f}x"
                     if speedup is not None
-                    else f"{'-':>7}{'-':>9}"
+                    else f"{'-':>8}{'-':>9}"
                 )
             )
         for s in run["skipped"]:

@@ -328,6 +328,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--json", default=None, help="JSON output (default bench/results/decode_<device>.json)"
     )
     d.add_argument("--plot", default=None, help="PNG output (default: the JSON path with .png)")
+    d.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     d.set_defaults(handler=_run_bench_decode)
 
@@ -360,6 +361,7 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
         compile_kernels=args.compile,
         quick=args.quick,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     json_path = Path(args.json or f"bench/results/decode_{args.device}.json")
     plot_path = Path(args.plot) if args.plot else json_path.with_suffix(".png")
