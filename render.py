@@ -1,28 +1,42 @@
 #!/usr/bin/env python
-"""The one driver for the video: list, render, still and video.
+"""The one driver for the video.
 
-    python render.py list                       scenes in story order
-    python render.py render SCENE... [-q Q]     render scenes to mp4 under media/
-    python render.py still SCENE... [-q Q]      last frame of each scene as a PNG in figures/
-    python render.py video [-q Q]               every scene in story order, one mp4 in media/
+    python render.py list                         scenes in story order
+    python render.py render SCENE... [-q Q]       render scenes to mp4 under media/
+    python render.py still SCENE... [-q Q]        last frame of scenes as PNG in figures/
+    python render.py figures [-q Q]               every scene's stills (final frame + extras)
+    python render.py video [-q Q] [--jobs N]      all scenes in story order, one mp4 in media/
+    python render.py data SCENE [--save F.npz]    the numbers and arrays a scene will draw
+
+Scene parameters (prompt, weights, heads, quality...) come from video.toml; override any
+with `--set NAME=VALUE` (repeatable), e.g. `--set prompt=" The cat sat on the"`.
 
 Each scene is rendered by Manim in its own `python -m manim` process, run from the
 repository root with the project's manim.cfg passed explicitly, so this works from any
-current directory. Bad input (an unknown scene or quality) prints one line naming the
-bad value and the allowed ones, and exits with code 2.
+current directory, and `--jobs N` renders N scenes at once. Beside every video and still
+goes a provenance manifest (JSON): per scene the model and its sha256, prompt, token ids,
+device and every number printed on screen. A scene whose sources, parameters, model and
+quality are unchanged since its last render is not rendered again (`--force` does).
+Bad input prints one line naming the bad value and the allowed ones, and exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,6 +46,14 @@ if str(REPO) not in sys.path:
 
 from mla_core.cli import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
+from mla_core.scene_data import (  # noqa: E402
+    MANIFEST_DIR_ENV,
+    PARAM_NAMES,
+    PARAMS_ENV,
+    VideoParams,
+    load_params,
+    parse_overrides,
+)
 from scenes import STORY, StoryScene, find_scene, scene_names  # noqa: E402
 
 MANIM_CFG = REPO / "manim.cfg"
@@ -63,7 +85,6 @@ QUALITIES = {
         Quality("4k", "k", 3840, 2160, 60),
     )
 }
-DEFAULT_QUALITY = "low"
 
 
 class RenderError(RuntimeError):
@@ -95,110 +116,290 @@ def video_path(scene: StoryScene, quality: Quality, media_dir: Path) -> Path:
     return media_dir / "videos" / scene.path.stem / quality.folder / f"{scene.name}.mp4"
 
 
-def still_name(scene: StoryScene, quality: Quality) -> str:
-    """Stills are named by scene AND quality, so a high still never overwrites a low one."""
-    return f"{scene.name}_{quality.name}"
+def still_name(scene: StoryScene, quality: Quality, label: str | None = None) -> str:
+    """Stills are named by scene (and extra-still label) AND quality, so a high still never
+    overwrites a low one: 'Hook_low', 'AttentionPatterns-gallery_high'."""
+    return f"{scene.name}{'-' + label if label else ''}_{quality.name}"
+
+
+def manifest_path(output: Path) -> Path:
+    """The provenance manifest beside a video or still: X.mp4 -> X.manifest.json."""
+    return output.with_name(output.stem + ".manifest.json")
 
 
 # --- running manim ----------------------------------------------------------------------
 
 
+def job_config(media_dir: Path, output_name: str, folder: Path) -> Path:
+    """The project's manim.cfg plus this job's own text and LaTeX folders.
+
+    Manim caches each Text/MathTex as an SVG named by a hash; two manim processes writing
+    and reading the same SVG at once (--jobs N) can read a half-written file. Each output
+    gets its own folders (stable across runs, so manim's own caching still helps)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(MANIM_CFG, encoding="utf-8")
+    parser["CLI"]["text_dir"] = str(media_dir / "texts" / output_name)
+    parser["CLI"]["tex_dir"] = str(media_dir / "Tex" / output_name)
+    path = folder / "manim.cfg"
+    with open(path, "w", encoding="utf-8") as f:
+        parser.write(f)
+    return path
+
+
 def manim_command(
-    scene: StoryScene, quality: Quality, media_dir: Path, still: bool = False
+    scene: StoryScene,
+    quality: Quality,
+    media_dir: Path,
+    still: bool = False,
+    upto_animation: int | None = None,
+    output_name: str | None = None,
+    config_file: Path = MANIM_CFG,
 ) -> list[str]:
-    output = still_name(scene, quality) if still else scene.name
     command = [
         sys.executable,
         "-m",
         "manim",
         "render",
         "--config_file",
-        str(MANIM_CFG),
+        str(config_file),
         "--media_dir",
         str(media_dir),
         "--quality",
         quality.flag,
         "--output_file",
-        output,
+        output_name or scene.name,
     ]
     if still:
         command += ["--format", "png"]
+    if upto_animation is not None:
+        command += ["--from_animation_number", f"0,{upto_animation}"]
     return command + [str(scene.path), scene.name]
 
 
-def run_manim(scene: StoryScene, quality: Quality, media_dir: Path, still: bool = False) -> None:
-    """Render one scene in a fresh manim process, from the repository root."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        manim_command(scene, quality, media_dir, still),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
-        raise RenderError(f"manim failed on {scene.name} (exit {result.returncode}):\n{tail}")
+def run_manim(
+    scene: StoryScene,
+    quality: Quality,
+    media_dir: Path,
+    params: VideoParams,
+    still: bool = False,
+    upto_animation: int | None = None,
+    output_name: str | None = None,
+) -> dict:
+    """Render one scene in a fresh manim process from the repository root; returns the
+    record the scene wrote (parameters, provenance, numbers shown, source files)."""
+    with tempfile.TemporaryDirectory(prefix="mla-record-") as record_dir:
+        output_name = output_name or scene.name
+        config_file = job_config(media_dir, output_name, Path(record_dir))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        env[PARAMS_ENV] = params.to_json()
+        env[MANIFEST_DIR_ENV] = record_dir
+        result = subprocess.run(
+            manim_command(
+                scene, quality, media_dir, still, upto_animation, output_name, config_file
+            ),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+            raise RenderError(f"manim failed on {scene.name} (exit {result.returncode}):\n{tail}")
+        record_file = Path(record_dir) / f"{scene.name}.json"
+        if not record_file.is_file():
+            raise RenderError(
+                f"{scene.name} wrote no record: is it a scenes.components.VideoScene?"
+            )
+        return json.loads(record_file.read_text(encoding="utf-8"))
+
+
+# --- knowing when a render is up to date ---------------------------------------------------
+
+
+def _manim_version() -> str:
+    from importlib.metadata import version
+
+    return version("manim")
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def fingerprint(record: dict, params: VideoParams, quality: Quality) -> dict:
+    """What a render depends on: the project files the scene ran (with their current
+    hashes), the parameters, the quality, manim.cfg, and the model's sha256 if it used one."""
+    return {
+        "quality": quality.name,
+        "params": {k: v for k, v in params.as_dict().items() if k != "quality"},
+        "manim_cfg": _sha256(MANIM_CFG),
+        "manim_version": _manim_version(),
+        "files": {path: _sha256(REPO / path) for path in record.get("source_files", {})},
+        "model_sha256": record.get("provenance", {}).get("model_sha256"),
+    }
+
+
+def is_up_to_date(output: Path, params: VideoParams, quality: Quality) -> bool:
+    """True when `output` and its manifest exist and nothing it depended on changed."""
+    manifest = manifest_path(output)
+    if not (output.is_file() and manifest.is_file()):
+        return False
+    try:
+        stored = json.loads(manifest.read_text(encoding="utf-8"))
+        record, old = stored["record"], stored["fingerprint"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    current = fingerprint(record, params, quality)
+    if old.get("model_sha256"):  # the model is resolved again: weights may have changed
+        from mla_core.scene_data import model_provenance
+
+        current["model_sha256"] = model_provenance(params)["model_sha256"]
+    return current == old
+
+
+def write_manifest(output: Path, record: dict, params: VideoParams, quality: Quality) -> Path:
+    """The provenance manifest beside one scene's video or still."""
+    manifest = {
+        "file": output.name,
+        "scene": record.get("scene"),
+        "quality": quality.name,
+        "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "record": record,
+        "fingerprint": fingerprint(record, params, quality),
+    }
+    path = manifest_path(output)
+    _write_text_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+# --- rendering scenes, stills and the video ------------------------------------------------
+
+
+class Progress:
+    """One line per finished scene with a bar across all scenes (thread-safe)."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.done, self.what = total, 0, what
+        self.lock = threading.Lock()
+        print(f"{what}: {total} scene(s)", flush=True)
+
+    def started(self, name: str) -> None:
+        with self.lock:
+            print(f"  ... {name}", flush=True)
+
+    def finished(self, name: str, note: str) -> None:
+        with self.lock:
+            self.done += 1
+            width = 20
+            filled = round(width * self.done / self.total)
+            bar = "#" * filled + "-" * (width - filled)
+            left = self.total - self.done
+            print(f"[{bar}] {self.done}/{self.total} {name}: {note} ({left} left)", flush=True)
 
 
 def render_scenes(
-    scenes: Sequence[StoryScene], quality: Quality, media_dir: Path = DEFAULT_MEDIA_DIR
+    scenes: Sequence[StoryScene],
+    quality: Quality,
+    params: VideoParams,
+    media_dir: Path = DEFAULT_MEDIA_DIR,
+    jobs: int = 1,
+    force: bool = False,
 ) -> list[Path]:
-    """Render scenes to mp4, one after the other, printing progress; returns the mp4 paths."""
-    paths = []
-    for i, scene in enumerate(scenes):
-        left = len(scenes) - i - 1
-        print(f"[{i + 1}/{len(scenes)}] rendering {scene.name} ({quality.name})...", flush=True)
-        start = time.perf_counter()
-        run_manim(scene, quality, media_dir)
+    """Render scenes to mp4 (up to `jobs` at once), skipping unchanged ones unless `force`.
+    Returns the mp4 paths in the order of `scenes`."""
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs} must be >= 1")
+    progress = Progress(len(scenes), f"rendering at {quality.name} quality, {jobs} job(s)")
+
+    def render_one(scene: StoryScene) -> Path:
         path = video_path(scene, quality, media_dir)
+        if not force and is_up_to_date(path, params, quality):
+            progress.finished(scene.name, "unchanged, not re-rendered")
+            return path
+        progress.started(scene.name)
+        start = time.perf_counter()
+        record = run_manim(scene, quality, media_dir, params)
         if not path.is_file():
             raise RenderError(f"manim reported success but {path} does not exist")
-        print(
-            f"      done in {time.perf_counter() - start:.1f} s -> {_shown(path)}"
-            f" ({left} scene{'s' if left != 1 else ''} left)",
-            flush=True,
-        )
-        paths.append(path)
-    return paths
+        write_manifest(path, record, params, quality)
+        progress.finished(scene.name, f"{time.perf_counter() - start:.1f} s -> {_shown(path)}")
+        return path
+
+    unique = list(dict.fromkeys(scenes))  # a scene listed twice is rendered once
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rendered = dict(zip(unique, pool.map(render_one, unique), strict=True))
+    return [rendered[s] for s in scenes]
 
 
 def render_stills(
     scenes: Sequence[StoryScene],
     quality: Quality,
+    params: VideoParams,
     media_dir: Path = DEFAULT_MEDIA_DIR,
     figures_dir: Path = DEFAULT_FIGURES_DIR,
+    extras: bool = False,
+    jobs: int = 1,
 ) -> list[Path]:
-    """Each scene's last frame as figures/<Scene>_<quality>.png; returns the PNG paths."""
+    """Each scene's last frame (and, with `extras`, its declared extra stills) as PNGs in
+    figures/, each with its manifest; returns the PNG paths."""
     figures_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, scene in enumerate(scenes):
-        print(f"[{i + 1}/{len(scenes)}] still of {scene.name} ({quality.name})...", flush=True)
-        run_manim(scene, quality, media_dir, still=True)
-        name = still_name(scene, quality) + ".png"
-        rendered = media_dir / "images" / scene.path.stem / name
+    wanted: list[tuple[StoryScene, str | None, int | None]] = []
+    for scene in scenes:
+        wanted.append((scene, None, None))
+        if extras:
+            wanted += [(scene, label, index) for label, index in scene.extra_stills]
+    progress = Progress(len(wanted), f"stills at {quality.name} quality")
+
+    def still_one(item: tuple[StoryScene, str | None, int | None]) -> Path:
+        scene, label, upto = item
+        name = still_name(scene, quality, label)
+        progress.started(name)
+        record = run_manim(scene, quality, media_dir, params, True, upto, output_name=name)
+        rendered = media_dir / "images" / scene.path.stem / f"{name}.png"
         if not rendered.is_file():
             raise RenderError(f"manim reported success but {rendered} does not exist")
-        target = figures_dir / name
+        target = figures_dir / f"{name}.png"
         _copy_atomically(rendered, target)
-        print(f"      -> {_shown(target)}", flush=True)
-        paths.append(target)
-    return paths
+        write_manifest(target, record, params, quality)
+        progress.finished(name, f"-> {_shown(target)}")
+        return target
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(still_one, wanted))
 
 
 def build_video(
     scenes: Sequence[StoryScene],
     quality: Quality,
+    params: VideoParams,
     media_dir: Path = DEFAULT_MEDIA_DIR,
     output: Path | None = None,
+    jobs: int = 1,
+    force: bool = False,
 ) -> Path:
     """Render `scenes` and concatenate them, in order, into one mp4 (default
-    media/mla_video_<quality>.mp4); returns its path."""
+    media/mla_video_<quality>.mp4) with its manifest; returns the mp4's path."""
     output = output or media_dir / f"mla_video_{quality.name}.mp4"
-    parts = render_scenes(scenes, quality, media_dir)
+    parts = render_scenes(scenes, quality, params, media_dir, jobs, force)
     print(f"concatenating {len(parts)} scene(s) into {_shown(output)}...", flush=True)
     frames = concat_videos(parts, output, fps=quality.fps)
+    entries = []
+    for part in parts:
+        stored = json.loads(manifest_path(part).read_text(encoding="utf-8"))
+        entries.append({"file": _shown(part), **stored["record"]})
+    manifest = {
+        "file": output.name,
+        "quality": quality.name,
+        "frames": frames,
+        "duration_s": round(frames / quality.fps, 3),
+        "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "params": params.as_dict(),
+        "scenes": entries,
+    }
+    _write_text_atomically(
+        manifest_path(output), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    )
     print(f"wrote {_shown(output)}: {frames} frames, {frames / quality.fps:.1f} s", flush=True)
     return output
 
@@ -278,35 +479,88 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument(
         "--figures-dir", type=Path, default=DEFAULT_FIGURES_DIR, help="where stills go (figures/)"
     )
+    parser.add_argument(
+        "--params", type=Path, default=None, help="scene parameter file (default video.toml)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"override a parameter ({', '.join(PARAM_NAMES)}); repeatable",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("list", help="scenes in story order").set_defaults(handler=_run_list)
+    p = sub.add_parser("list", help="scenes in story order")
+    p.set_defaults(handler=_run_list)
 
     def add_quality(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "-q",
             "--quality",
-            default=DEFAULT_QUALITY,
-            help=f"one of {', '.join(QUALITIES)} (default {DEFAULT_QUALITY}: 854x480, 15 fps)",
+            default=None,
+            help=f"one of {', '.join(QUALITIES)} (default: video.toml's, else low = 480p15)",
         )
+
+    def add_set(p: argparse.ArgumentParser) -> None:  # --set also works after the command
+        p.add_argument(
+            "--set",
+            dest="set_after",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override a scene parameter (see video.toml); repeatable",
+        )
+
+    def add_jobs(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-j", "--jobs", type=int, default=1, help="scenes rendered at once")
 
     p = sub.add_parser("render", help="render scenes to mp4 under media/")
     p.add_argument("scenes", nargs="+", metavar="SCENE")
     add_quality(p)
+    add_jobs(p)
+    add_set(p)
+    p.add_argument("--force", action="store_true", help="re-render even if unchanged")
     p.set_defaults(handler=_run_render)
 
     p = sub.add_parser("still", help="last frame of scenes as PNG in figures/")
     p.add_argument("scenes", nargs="+", metavar="SCENE")
     add_quality(p)
+    add_jobs(p)
+    add_set(p)
     p.set_defaults(handler=_run_still)
+
+    p = sub.add_parser("figures", help="every scene's final frame and extra stills in figures/")
+    add_quality(p)
+    add_jobs(p)
+    add_set(p)
+    p.set_defaults(handler=_run_figures)
 
     p = sub.add_parser("video", help="all scenes in story order, concatenated into one mp4")
     add_quality(p)
+    add_jobs(p)
+    add_set(p)
+    p.add_argument("--force", action="store_true", help="re-render scenes even if unchanged")
     p.set_defaults(handler=_run_video)
+
+    p = sub.add_parser("data", help="print (or save) the data a scene draws, without rendering")
+    p.add_argument("scene", metavar="SCENE")
+    p.add_argument("--save", type=Path, default=None, metavar="FILE.npz", help="save the arrays")
+    add_set(p)
+    p.set_defaults(handler=_run_data)
     return parser
 
 
+def _params(args: argparse.Namespace) -> VideoParams:
+    overrides = parse_overrides(args.set + getattr(args, "set_after", []))
+    if getattr(args, "quality", None) is not None:
+        resolve_quality(args.quality)
+        overrides["quality"] = args.quality
+    return load_params(args.params, overrides)
+
+
 def _run_list(args: argparse.Namespace) -> int:
+    _params(args)  # a bad --set or video.toml is reported here too
     width = max(len(s.name) for s in STORY)
     for i, scene in enumerate(STORY, start=1):
         print(f"{i:>2}. {scene.name:<{width}}  {scene.description}")
@@ -314,21 +568,58 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    quality = resolve_quality(args.quality)
-    render_scenes(resolve_scenes(args.scenes), quality, args.media_dir.resolve())
+    scenes = resolve_scenes(args.scenes)
+    params = _params(args)
+    quality = resolve_quality(params.quality)
+    render_scenes(scenes, quality, params, args.media_dir.resolve(), args.jobs, args.force)
     return 0
 
 
 def _run_still(args: argparse.Namespace) -> int:
-    quality = resolve_quality(args.quality)
     scenes = resolve_scenes(args.scenes)
-    render_stills(scenes, quality, args.media_dir.resolve(), args.figures_dir.resolve())
+    params = _params(args)
+    quality = resolve_quality(params.quality)
+    media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    render_stills(scenes, quality, params, media, figures, jobs=args.jobs)
+    return 0
+
+
+def _run_figures(args: argparse.Namespace) -> int:
+    params = _params(args)
+    quality = resolve_quality(params.quality)
+    media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
     return 0
 
 
 def _run_video(args: argparse.Namespace) -> int:
-    quality = resolve_quality(args.quality)
-    build_video(STORY, quality, args.media_dir.resolve())
+    params = _params(args)
+    quality = resolve_quality(params.quality)
+    build_video(STORY, quality, params, args.media_dir.resolve(), jobs=args.jobs, force=args.force)
+    return 0
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mla_core.scene_data import data_for_scene, summarize
+
+    (scene,) = resolve_scenes([args.scene])
+    data = data_for_scene(scene.name, _params(args))
+    if args.save is not None:
+        meta = json.dumps(data.meta, ensure_ascii=False)
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=args.save.parent, prefix=".data.", suffix=".npz")
+        os.close(handle)
+        try:
+            np.savez(tmp, meta_json=np.array(meta), **data.arrays)
+            _make_readable(Path(tmp))
+            os.replace(tmp, args.save)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        print(f"saved {len(data.arrays)} array(s) and meta_json to {args.save}")
+        return 0
+    print(json.dumps(summarize(data), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -345,6 +636,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+# --- small helpers --------------------------------------------------------------------------
 
 
 def _shown(path: Path) -> str:
@@ -355,24 +652,36 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
-    handle, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
-    )
-    os.close(handle)
-    try:
-        shutil.copyfile(source, tmp_name)
-        _make_readable(Path(tmp_name))
-        os.replace(tmp_name, target)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
 def _make_readable(path: Path) -> None:
     """mkstemp creates files only the owner can read; give them the usual permissions."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    handle, tmp = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
+    )
+    os.close(handle)
+    try:
+        shutil.copyfile(source, tmp)
+        _make_readable(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_text_atomically(target: Path, content: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(content)
+        _make_readable(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

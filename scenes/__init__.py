@@ -18,6 +18,9 @@ class StoryScene:
     name: str  # the Scene subclass
     module: str  # dotted module path, e.g. "scenes.hook"
     description: str
+    # Stills besides the final frame, for `render.py figures`: (label, animation index);
+    # the still shows the scene right after that animation (0 = the first self.play).
+    extra_stills: tuple[tuple[str, int], ...] = ()
 
     @property
     def path(self) -> Path:
@@ -45,4 +48,6 @@ def find_scene(name: str) -> StoryScene | None:
 
 
 # Not part of the story: a one-second scene the tests render to check the pipeline.
-TEST_CARD = StoryScene("TestCard", "scenes.testcard", "a one-second test card (pipeline check)")
+TEST_CARD = StoryScene(
+    "TestCard", "scenes.testcard", "a two-second test card (pipeline check)", (("first", 0),)
+)

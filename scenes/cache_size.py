@@ -15,14 +15,11 @@ from manim import (
     FadeIn,
     GrowFromEdge,
     LaggedStart,
-    Scene,
     SurroundingRectangle,
     VGroup,
     Write,
 )
 
-from mla_core.cache_size import cache_report, dims_from_config
-from mla_core.configs import builtin_config
 from scenes.components import (
     BODY_SIZE,
     CACHE,
@@ -33,6 +30,7 @@ from scenes.components import (
     TEXT_COLOR,
     TIMES,
     HBarChart,
+    VideoScene,
     caption,
     fit_in,
     fmt_bytes,
@@ -43,36 +41,25 @@ from scenes.components import (
     title,
 )
 
-CONFIG_NAME = "deepseek-v3"
-DTYPE_BYTES = 2  # bf16
-GQA_GROUPS = 8
-CONTEXT = 100_000
-KINDS = ("mha", "gqa", "mqa", "mla")
-
-
-def cache_size_report() -> dict:
-    """The numbers this scene shows, straight from mla_core (a JSON-ready dict)."""
-    dims = dims_from_config(builtin_config(CONFIG_NAME))
-    return cache_report(dims, DTYPE_BYTES, context=CONTEXT, gqa_groups=GQA_GROUPS)
-
 
 def kind_name(kind: str, report: dict) -> str:
     return {"mha": "MHA", "gqa": f"GQA-{report['gqa_groups']}", "mqa": "MQA", "mla": "MLA"}[kind]
 
 
-class CacheSizePerToken(Scene):
+class CacheSizePerToken(VideoScene):
     def construct(self) -> None:
-        report = cache_size_report()
-        config = builtin_config(CONFIG_NAME)
-        per_token = [report["bytes_per_token"][k] for k in KINDS]
-        at_context = [report["cache_bytes"][k] for k in KINDS]
-        names = [kind_name(k, report) for k in KINDS]
-        colors = [LATENT if k == "mla" else CACHE for k in KINDS]
+        data = self.scene_data()
+        report, config, kinds = data["report"], data["config"], data["kinds"]
+        context = report["context"]
+        per_token = [report["bytes_per_token"][k] for k in kinds]
+        at_context = [report["cache_bytes"][k] for k in kinds]
+        names = [kind_name(k, report) for k in kinds]
+        colors = [LATENT if k == "mla" else CACHE for k in kinds]
         mla_ratio = report["ratios"]["mla"]
         # What is on screen, for tests and the provenance manifest.
         self.shown_numbers = {
             "bytes_per_token": dict(zip(names, map(fmt_int, per_token), strict=True)),
-            f"cache_at_{CONTEXT}_tokens": dict(zip(names, map(fmt_bytes, at_context), strict=True)),
+            f"cache_at_{context}_tokens": dict(zip(names, map(fmt_bytes, at_context), strict=True)),
             "mla_ratio": fmt_ratio(mla_ratio),
             "mla_reduction": fmt_percent(report["reduction"]["mla"]),
         }
@@ -91,7 +78,7 @@ class CacheSizePerToken(Scene):
         )
         bytes_header = text("bytes per token", LABEL_SIZE, MUTED)
         bytes_header.next_to(chart.bars, UP, buff=0.35).align_to(chart.bars, LEFT)
-        context_header = text(f"at {fmt_int(CONTEXT)} tokens", LABEL_SIZE, MUTED)
+        context_header = text(f"at {fmt_int(context)} tokens", LABEL_SIZE, MUTED)
         context_column = VGroup()
         column_width = max(text(fmt_bytes(b), LABEL_SIZE + 2).width for b in at_context)
         column_x = max(v.get_right()[0] for v in chart.value_labels) + 0.8 + column_width
@@ -113,14 +100,14 @@ class CacheSizePerToken(Scene):
         verdict.next_to(table, DOWN, buff=0.6)
         fit_in(layout, CONTENT_ZONE)
         source = caption(
-            f"DeepSeek-V3: {config.n_layers} layers, {config.n_heads} heads {TIMES} "
-            f"{config.v_head_dim} dims, {DTYPE_BYTES} bytes per number; MLA caches "
-            f"{config.kv_lora_rank} + {config.qk_rope_head_dim} numbers per layer"
+            f"DeepSeek-V3: {config['n_layers']} layers, {config['n_heads']} heads {TIMES} "
+            f"{config['head_dim']} dims, {report['dtype_bytes']} bytes per number; MLA caches "
+            f"{config['kv_lora_rank']} + {config['qk_rope_head_dim']} numbers per layer"
         )
 
         self.play(Write(heading), run_time=1.5)
         self.play(FadeIn(chart.axis), FadeIn(bytes_header), FadeIn(source), run_time=1)
-        for i in range(len(KINDS)):
+        for i in range(len(kinds)):
             self.play(FadeIn(chart.names[i], shift=RIGHT * 0.2), run_time=0.5)
             self.play(GrowFromEdge(chart.bars[i], LEFT), run_time=1.0)
             self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.6)

@@ -13,9 +13,14 @@ computes model maths.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from manim import (
@@ -30,12 +35,14 @@ from manim import (
     MathTex,
     Rectangle,
     RoundedRectangle,
+    Scene,
     Text,
     VGroup,
     VMobject,
-    config,
 )
 from manim.constants import RESAMPLING_ALGORITHMS
+
+from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene, params_from_env
 
 # --- colour language ---------------------------------------------------------------------
 # Near-black background, warm off-white text, warm grey-brown for secondary text; one
@@ -518,16 +525,9 @@ class ColorBar(Group):
 # --- tokens and matrices -------------------------------------------------------------------
 
 
-def display_token(token: str) -> str:
-    """How a token's string is drawn: a leading space as '␣', newlines as '↵'."""
-    shown = token.replace("\n", "\u21b5")
-    if shown.startswith(" "):
-        shown = "\u2423" + shown[1:]
-    return shown or "\u2205"
-
-
 class TokenStrip(VGroup):
-    """Tokens as a row of boxes with their display strings, scaled to fit `max_width`."""
+    """Tokens as a row of boxes, scaled to fit `max_width`. Pass the display strings
+    mla_core's tokenizer makes (spaces shown as '␣'), so labels match everywhere."""
 
     def __init__(
         self,
@@ -539,7 +539,7 @@ class TokenStrip(VGroup):
         gap: float = 0.08,
     ) -> None:
         super().__init__()
-        self.texts = VGroup(*(text(display_token(t), size, color) for t in tokens))
+        self.texts = VGroup(*(text(t, size, color) for t in tokens))
         box_height = max(t.height for t in self.texts) + 0.3
         self.boxes = VGroup()
         for t in self.texts:
@@ -633,6 +633,63 @@ def _bracket(height: float, color: str, side) -> VMobject:
     return bracket
 
 
-def set_background() -> None:
-    """Apply the project background (manim.cfg sets it too; this covers in-process use)."""
-    config.background_color = BACKGROUND
+# --- the scene base class ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class VideoScene(Scene):
+    """A scene of the video. It reads the video parameters (video.toml, or what render.py
+    passed), takes its data from `mla_core.scene_data`, records every number it prints in
+    `shown_numbers`, and at the end writes that record (with the data's provenance and the
+    project files it ran) for render.py's manifest."""
+
+    def setup(self) -> None:
+        self.params = params_from_env()
+        self.shown_numbers: dict = {}
+        self.provenance: dict = {}
+
+    def scene_data(self) -> SceneData:
+        """This scene's data (by class name) from mla_core.scene_data, provenance kept."""
+        data = data_for_scene(type(self).__name__, self.params)
+        self.provenance = data.provenance
+        return data
+
+    def tear_down(self) -> None:
+        folder = os.environ.get(MANIFEST_DIR_ENV)
+        if folder:
+            write_scene_record(self, Path(folder))
+
+
+def write_scene_record(scene: VideoScene, folder: Path) -> Path:
+    """<folder>/<Scene>.json: parameters, provenance, numbers shown, project files used."""
+    record = {
+        "scene": type(scene).__name__,
+        "params": scene.params.as_dict(),
+        "provenance": scene.provenance,
+        "shown_numbers": scene.shown_numbers,
+        "source_files": project_files_loaded(),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['scene']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def project_files_loaded() -> dict[str, str]:
+    """sha256 of every module of this repository the process has imported (relative paths):
+    what a render depended on, so render.py can tell when it must re-render."""
+    files = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not os.path.isabs(path):  # some extension modules give bare names
+            continue
+        path = Path(path).resolve()
+        if path.suffix != ".py" or REPO not in path.parents or ".venv" in path.parts:
+            continue
+        if not path.is_file():
+            continue
+        files[str(path.relative_to(REPO))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(files.items()))

@@ -7,10 +7,8 @@ throughput factor cannot be computed here, so it is quoted from the paper throug
 
 from __future__ import annotations
 
-from manim import DOWN, RIGHT, UP, FadeIn, LaggedStart, Scene, VGroup, Write
+from manim import DOWN, RIGHT, UP, FadeIn, LaggedStart, VGroup, Write
 
-from mla_core.cache_size import bytes_per_token, dims_from_config
-from mla_core.configs import builtin_config
 from mla_core.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
 from scenes.components import (
     BODY_SIZE,
@@ -20,6 +18,7 @@ from scenes.components import (
     LATENT,
     MUTED,
     TEXT_COLOR,
+    VideoScene,
     caption,
     fit_in,
     fmt_int,
@@ -28,22 +27,7 @@ from scenes.components import (
     title,
 )
 
-CONFIG_NAME = "deepseek-v3"
-DTYPE_BYTES = 2
 HEADLINE_SIZE = 110
-
-
-def headline_numbers() -> dict:
-    """The numbers the hook shows: bytes per token with MHA and MLA, and the cited speed-up."""
-    dims = dims_from_config(builtin_config(CONFIG_NAME))
-    mha = bytes_per_token(dims, "mha", DTYPE_BYTES)
-    mla = bytes_per_token(dims, "mla", DTYPE_BYTES)
-    return {
-        "mha_bytes_per_token": mha,
-        "mla_bytes_per_token": mla,
-        "cache_ratio": mha / mla,
-        "throughput_speedup": GENERATION_THROUGHPUT_SPEEDUP.value,
-    }
 
 
 def _stat(big: str, color: str, line: str, detail: str) -> VGroup:
@@ -53,9 +37,9 @@ def _stat(big: str, color: str, line: str, detail: str) -> VGroup:
     return VGroup(number, what, where).arrange(DOWN, buff=0.3)
 
 
-class Hook(Scene):
+class Hook(VideoScene):
     def construct(self) -> None:
-        numbers = headline_numbers()
+        numbers = self.scene_data().meta
         speedup = GENERATION_THROUGHPUT_SPEEDUP
         cache_stat = _stat(
             fmt_ratio(numbers["cache_ratio"]),
@@ -65,7 +49,7 @@ class Hook(Scene):
             f"{fmt_int(numbers['mla_bytes_per_token'])} bytes per token",
         )
         speed_stat = _stat(
-            fmt_ratio(speedup.value, 2),
+            fmt_ratio(numbers["throughput_speedup"], 2),
             HIGHLIGHT,
             "higher generation throughput",
             f"DeepSeek-V2 vs DeepSeek 67B ({speedup.arxiv})",

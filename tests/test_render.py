@@ -3,6 +3,7 @@ concatenates scenes into one mp4 that PyAV decodes with the expected number of f
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import render
+from mla_core.scene_data import load_params
 from scenes import STORY, TEST_CARD
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,28 +121,86 @@ def test_concat_refuses_mixed_resolutions(tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
-# --- real renders of the one-second test card --------------------------------------------
+# --- real renders of the two-second test card ---------------------------------------------
+
+
+def test_bad_parameter_override_is_one_line_and_exit_2(tmp_path):
+    result = run_render("--set", "colour=red", "video", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.count("\n") == 1 and "colour" in result.stderr and "prompt" in result.stderr
+    )
+
+
+def test_data_prints_the_numbers_a_scene_draws(tmp_path):
+    result = run_render("data", "CacheSizePerToken", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    values = summary["arrays"]["bytes_per_token"]["values"]
+    assert values == [3_997_696, 249_856, 31_232, 70_272]
+    saved = tmp_path / "out" / "cache.npz"
+    result = run_render("data", "CacheSizePerToken", "--save", str(saved), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with np.load(saved) as npz:
+        assert npz["bytes_per_token"].tolist() == values
+        assert json.loads(str(npz["meta_json"]))["kinds"] == ["mha", "gqa", "mqa", "mla"]
 
 
 @pytest.mark.slow
-def test_video_and_still_of_the_test_card(tmp_path):
+def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
     quality = render.QUALITIES["low"]
     media = tmp_path / "media"
-    output = render.build_video([TEST_CARD, TEST_CARD], quality, media)
+    params = load_params(None, {"prompt": " first prompt"})
+    output = render.build_video([TEST_CARD, TEST_CARD], quality, params, media, jobs=2)
     assert output == media / "mla_video_low.mp4"
     part = render.video_path(TEST_CARD, quality, media)
     part_frames = render.count_frames(part)
-    # a one-second animation at 15 fps (manim may add the closing frame)
-    assert quality.fps <= part_frames <= quality.fps + 1
+    # two one-second animations at 15 fps (manim may add a closing frame)
+    assert 2 * quality.fps <= part_frames <= 2 * quality.fps + 1
     assert render.count_frames(output) == 2 * part_frames
     with av.open(str(output)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (854, 480)
+    assert sorted(p.name for p in media.iterdir() if p.is_file()) == [
+        "mla_video_low.manifest.json",
+        "mla_video_low.mp4",
+    ]
 
-    figures = tmp_path / "figures"
-    (still,) = render.render_stills([TEST_CARD], quality, media, figures)
-    assert still == figures / "TestCard_low.png"
+    manifest = json.loads(render.manifest_path(output).read_text(encoding="utf-8"))
+    assert manifest["frames"] == 2 * part_frames
+    assert [s["scene"] for s in manifest["scenes"]] == ["TestCard", "TestCard"]
+    scene_record = manifest["scenes"][0]
+    assert scene_record["shown_numbers"] == {"prompt": " first prompt"}
+    assert scene_record["params"]["prompt"] == " first prompt"
+    assert "scenes/testcard.py" in scene_record["source_files"]
+
+    capsys.readouterr()
+    render.render_scenes([TEST_CARD], quality, params, media)
+    assert "unchanged, not re-rendered" in capsys.readouterr().out
+    render.render_scenes([TEST_CARD], quality, params, media, force=True)
+    assert "unchanged" not in capsys.readouterr().out
+    changed = load_params(None, {"prompt": " second prompt"})
+    render.render_scenes([TEST_CARD], quality, changed, media)
+    assert "unchanged" not in capsys.readouterr().out
+    stored = json.loads(render.manifest_path(part).read_text(encoding="utf-8"))
+    assert stored["record"]["shown_numbers"] == {"prompt": " second prompt"}
+
+
+@pytest.mark.slow
+def test_stills_with_extras_are_named_by_scene_and_quality(tmp_path):
     from PIL import Image
 
-    with Image.open(still) as image:
-        assert image.size == (854, 480)
+    quality = render.QUALITIES["low"]
+    figures = tmp_path / "figures"
+    params = load_params()
+    stills = render.render_stills([TEST_CARD], quality, params, tmp_path / "media", figures,
+                                  extras=True, jobs=2)  # fmt: skip
+    assert stills == [figures / "TestCard_low.png", figures / "TestCard-first_low.png"]
+    frames = []
+    for still in stills:
+        with Image.open(still) as image:
+            assert image.size == (854, 480)
+            frames.append(np.asarray(image.convert("RGB")))
+        manifest = json.loads(render.manifest_path(still).read_text(encoding="utf-8"))
+        assert manifest["file"] == still.name and manifest["quality"] == "low"
+    assert not np.array_equal(frames[0], frames[1])  # the extra still is another moment

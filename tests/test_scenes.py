@@ -213,7 +213,26 @@ def test_caption_that_would_be_illegible_is_refused():
         c.caption("x" * 400)
 
 
-def test_token_strip_shows_spaces():
-    strip = c.TokenStrip([" The", " flag", "\n"])
-    assert [t.original_text for t in strip.texts] == ["\u2423The", "\u2423flag", "\u21b5"]
+def test_token_strip_draws_the_tokenizers_labels():
+    from mla_core.tokenizer import gpt2_tokenizer
+
+    tokenizer = gpt2_tokenizer()
+    labels = tokenizer.display_tokens(tokenizer.encode(" The American flag is red, white, and"))
+    strip = c.TokenStrip(labels)
+    assert [t.original_text for t in strip.texts] == labels
+    assert labels[0] == "\u2423The"
     assert strip.width <= c.CONTENT_ZONE.width + 1e-6
+
+
+def test_scene_record_holds_the_numbers_on_screen_and_their_provenance(rendered, tmp_path):
+    import json
+
+    scene, _ = rendered["CacheSizePerToken"]
+    path = c.write_scene_record(scene, tmp_path)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["scene"] == "CacheSizePerToken"
+    assert record["shown_numbers"]["bytes_per_token"]["MLA"] == f"{paper_formula_bytes('MLA'):,}"
+    assert record["provenance"]["computed_by"] == "mla_core.cache_size"
+    assert record["params"] == scene.params.as_dict()
+    assert "scenes/cache_size.py" in record["source_files"]
+    assert "mla_core/cache_size.py" in record["source_files"]

@@ -1,0 +1,223 @@
+"""mla_core.scene_data: parameters, the disk cache, and the data the GPT-2 scenes draw.
+
+The model data is checked against independent facts: the tokenizer's labels, the causal
+softmax's invariants, a transformers forward of the same checkpoint (the oracle), and the
+cache formula of mla_core.cache_size for the live cache's bytes at every step.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mla_core import scene_data as sd
+from mla_core.errors import UserError
+from mla_core.tokenizer import gpt2_tokenizer
+
+# --- parameters -----------------------------------------------------------------------------
+
+
+def test_params_from_file_then_overrides(tmp_path):
+    file = tmp_path / "video.toml"
+    file.write_text('[video]\nprompt = " Hello"\ntop_k = 3\nshow_bos = true\n', encoding="utf-8")
+    params = sd.load_params(file, {"top_k": "7", "heads": "5.1, 2.2"})
+    assert params.prompt == " Hello" and params.top_k == 7 and params.show_bos is True
+    assert sd.parse_heads(params.heads) == [(5, 1), (2, 2)]
+    assert params.quality == sd.VideoParams().quality  # untouched default
+
+
+def test_the_shipped_video_toml_loads_to_the_defaults():
+    assert sd.load_params() == sd.VideoParams()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"colour": "red"}, "unknown parameter 'colour'; allowed: quality"),
+        ({"top_k": "many"}, "want a whole number"),
+        ({"show_bos": "maybe"}, "want true or false"),
+        ({"heads": "5-1"}, "is not LAYER.HEAD"),
+        ({"quality": "8k"}, "quality '8k' is not allowed"),
+        ({"device": "tpu"}, "device 'tpu' is not allowed"),
+        ({"prompt": ""}, "prompt is empty"),
+    ],
+)
+def test_bad_parameters_are_one_line_user_errors(overrides, message):
+    with pytest.raises(UserError, match=message) as err:
+        sd.load_params(None, overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_parameter_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[video\n", encoding="utf-8")
+    with pytest.raises(UserError, match="not valid TOML"):
+        sd.load_params(bad)
+    typed = tmp_path / "typed.toml"
+    typed.write_text('[video]\ntop_k = "five"\n', encoding="utf-8")
+    with pytest.raises(UserError, match="top_k='five' must be a int"):
+        sd.load_params(typed)
+    with pytest.raises(UserError, match="does not exist"):
+        sd.load_params(tmp_path / "missing.toml")
+
+
+def test_parse_overrides_needs_name_equals_value():
+    assert sd.parse_overrides(["prompt= a=b"]) == {"prompt": " a=b"}
+    with pytest.raises(UserError, match="NAME=VALUE"):
+        sd.parse_overrides(["prompt"])
+
+
+def test_params_travel_through_the_environment(monkeypatch):
+    params = sd.load_params(None, {"prompt": " Yes", "new_tokens": "2"})
+    monkeypatch.setenv(sd.PARAMS_ENV, params.to_json())
+    assert sd.params_from_env() == params
+
+
+# --- the disk cache ---------------------------------------------------------------------------
+
+
+def counting_compute(calls: list):
+    def compute() -> sd.SceneData:
+        calls.append(1)
+        return sd.SceneData(
+            "demo", {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, {"label": "ok"}
+        )
+
+    return compute
+
+
+def test_cache_hit_returns_the_same_data(tmp_path):
+    cache, calls = sd.DataCache(tmp_path), []
+    first = cache.get_or_compute("demo", {"prompt": "a"}, counting_compute(calls))
+    second = cache.get_or_compute("demo", {"prompt": "a"}, counting_compute(calls))
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_array_equal(first["x"], second["x"])
+    assert second["label"] == "ok"
+    cache.get_or_compute("demo", {"prompt": "b"}, counting_compute(calls))  # other inputs
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "edit_array"])
+def test_corrupt_entry_is_detected_and_recomputed(tmp_path, damage):
+    cache, calls = sd.DataCache(tmp_path), []
+    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    (entry,) = tmp_path.glob("demo-*.npz")
+    if damage == "truncate":
+        entry.write_bytes(entry.read_bytes()[:100])
+    elif damage == "garbage":
+        entry.write_bytes(b"not a zip file")
+    else:  # a valid npz whose array no longer matches the stored checksum
+        with np.load(entry) as npz:
+            header, x = npz["__header__"], npz["x"]
+        np.savez(entry.with_suffix(""), __header__=header, x=x + 1)
+    data = cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    assert len(calls) == 2 and cache.rejected == 1
+    np.testing.assert_array_equal(data["x"], np.arange(6).reshape(2, 3))
+    # the recomputed entry is good again
+    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    assert len(calls) == 2
+
+
+def test_stale_entry_after_a_code_change_is_recomputed(tmp_path, monkeypatch):
+    cache, calls = sd.DataCache(tmp_path), []
+    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    monkeypatch.setattr(sd, "code_version", lambda: "a-new-version")
+    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    assert len(calls) == 2
+
+
+def test_entry_filed_under_another_key_is_refused(tmp_path):
+    cache, calls = sd.DataCache(tmp_path), []
+    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    entry_1 = cache.path("demo", cache.key("demo", {"p": 1}))
+    entry_2 = cache.path("demo", cache.key("demo", {"p": 2}))
+    entry_2.write_bytes(entry_1.read_bytes())  # p=1's data where p=2's belongs
+    cache.get_or_compute("demo", {"p": 2}, counting_compute(calls))
+    assert len(calls) == 2 and cache.rejected == 1
+
+
+def test_code_version_hashes_the_sources():
+    version = sd.code_version()
+    assert len(version) == 16 and int(version, 16) >= 0
+
+
+# --- data from a live model ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_params(tiny_gpt2_dir):
+    return sd.load_params(None, {"weights": str(tiny_gpt2_dir), "device": "cpu", "top_k": "3"})
+
+
+def test_prompt_attention_data(tiny_params, tmp_path, load_oracle, tiny_gpt2_dir):
+    cache = sd.DataCache(tmp_path)
+    data = sd.prompt_attention(tiny_params, cache)
+    tokenizer = gpt2_tokenizer()
+    ids = tokenizer.encode(tiny_params.prompt)
+    assert data["token_ids"].tolist() == ids == data.provenance["token_ids"]
+    assert data["tokens"] == tokenizer.display_tokens(ids)
+    pattern = data["pattern"]  # [L, H, T, T]
+    n_tokens = len(ids)
+    assert pattern.shape[2:] == (n_tokens, n_tokens)
+    np.testing.assert_allclose(pattern.sum(-1), 1.0, atol=1e-5)
+    above = np.triu(np.ones((n_tokens, n_tokens), dtype=bool), k=1)
+    assert np.all(pattern[..., above] == 0)
+    # the oracle: transformers' attentions and next-token distribution on the same weights
+    oracle = load_oracle(tiny_gpt2_dir)
+    with torch.no_grad():
+        out = oracle(torch.tensor([ids]), output_attentions=True)
+    expected = torch.stack(out.attentions)[:, 0].numpy()  # [L, H, T, T]
+    np.testing.assert_allclose(pattern, expected, atol=1e-5)
+    probabilities = torch.softmax(out.logits[0, -1], -1)
+    top = torch.topk(probabilities, 3)
+    assert [t["token_id"] for t in data["top_k"]] == top.indices.tolist()
+    np.testing.assert_allclose([t["probability"] for t in data["top_k"]], top.values, atol=1e-5)
+    assert data.provenance["model_sha256"] == sd._weights_source(str(tiny_gpt2_dir)).sha256
+    assert data.provenance["device"] == "cpu"
+    # the second call is served from the cache, equal to the first
+    again = sd.prompt_attention(tiny_params, cache)
+    assert cache.hits == 1
+    np.testing.assert_array_equal(again["pattern"], pattern)
+    json.dumps(sd.summarize(again))  # printable by `render.py data`
+
+
+def test_prompt_attention_with_bos(tiny_params, tmp_path):
+    params = sd.load_params(None, {**vars_of(tiny_params), "show_bos": "true"})
+    data = sd.prompt_attention(params, sd.DataCache(tmp_path))
+    assert data["token_ids"][0] == 50256 and data["bos"] is True
+
+
+def vars_of(params: sd.VideoParams) -> dict[str, str]:
+    return {
+        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.as_dict().items()
+    }
+
+
+def test_kv_cache_growth_counter_equals_the_live_cache(tiny_params, tmp_path):
+    data = sd.kv_cache_growth(tiny_params, sd.DataCache(tmp_path))
+    n_prompt = len(gpt2_tokenizer().encode(tiny_params.prompt))
+    steps = tiny_params.new_tokens
+    assert data["n_cached"].tolist() == list(range(n_prompt, n_prompt + steps))
+    # the cache formula (2 * layers * heads * head_dim * bytes per number, per token)...
+    per_token = 2 * data["n_layers"] * data["n_heads"] * data["head_dim"] * data["element_bytes"]
+    assert data["formula_bytes_per_token"] == per_token
+    # ...times the tokens cached equals the bytes the live cache held at every step
+    assert data["cache_bytes"].tolist() == [per_token * n for n in data["n_cached"].tolist()]
+    assert data["deepseek_v3_mha_bytes_per_token"] == 3_997_696
+    assert len(data["generated_tokens"]) == steps
+
+
+def test_scene_data_registry():
+    params = sd.VideoParams()
+    assert sd.data_for_scene("CacheSizePerToken", params)["bytes_per_token"].tolist() == [
+        3_997_696,
+        249_856,
+        31_232,
+        70_272,
+    ]
+    assert sd.data_for_scene("Hook", params)["mla_bytes_per_token"] == 70_272
+    with pytest.raises(UserError, match="no scene data for 'Nope'"):
+        sd.data_for_scene("Nope", params)
