@@ -496,6 +496,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, default=128, help="tokens per window (default 128)")
     p.add_argument("--max-windows", type=int, default=None, help="use at most N windows")
     p.add_argument("--out", metavar="FILE.json", default=str(DEFAULT_OUT), help="JSON to write")
+    p.add_argument("--note", default=None, help="a line on the model, kept in the JSON")
     _add_model_source_args(p)
     p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     p.set_defaults(handler=_run_sweep)
@@ -524,6 +525,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     text = text_path.read_text(encoding="utf-8")
     result = mla_sweep.rank_sweep(model, text, ranks, args.window, args.max_windows)
     result["model"]["weights"] = source.as_dict()
+    if args.note:
+        result["model"]["note"] = args.note
     result["text"].update(mla_sweep.text_provenance(text_path, text_source))
     mla_sweep.write_json_atomically(result, Path(args.out))
     if args.json:
@@ -533,6 +536,129 @@ def _run_sweep(args: argparse.Namespace) -> int:
     print(f"text: {text_source}")
     print(mla_sweep.format_table(result))
     print(f"wrote {args.out}")
+    return 0
+
+
+# --- deepseek-attention: one MLA head of a DeepSeek layer ------------------------------------
+
+
+def _add_deepseek_attention(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deepseek-attention",
+        help="one MLA head of a DeepSeek layer: latents, RoPE key/query, both score paths",
+        description="Load one layer's MLA weights from a Hugging Face DeepSeek checkpoint "
+        "(safetensors) or use the small built-in DeepSeek-style model, run one head on "
+        "hidden states and save c_KV, k_rope, W_DKV, W_UK, W_UV, q_latent and the naive and "
+        "absorbed scores to an .npz file.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        default=None,
+        help="a DeepSeek .safetensors file or folder (default: the small seeded model)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="a built-in DeepSeek config (e.g. deepseek-v3) or a config.json path, used "
+        "instead of the checkpoint's config.json; for the small model: its config "
+        "(default deepseek-tiny)",
+    )
+    p.add_argument("--layer", type=int, default=0, help="layer index, from 0 (default 0)")
+    p.add_argument("--head", type=int, default=0, help="head index, from 0 (default 0)")
+    p.add_argument("--tokens", type=int, default=8, help="sequence length (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model / hidden states")
+    p.add_argument("--out", metavar="FILE.npz", default=None, help="save the head's arrays")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(handler=_run_deepseek_attention)
+
+
+def _run_deepseek_attention(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from mla_core.configs import (
+        DEEPSEEK_TINY,
+        DEEPSEEK_TINY_LITE,
+        DeepSeekConfig,
+        builtin_config,
+        deepseek_config_from_hf,
+        load_config_json,
+    )
+
+    if args.tokens < 1:
+        raise UserError(f"--tokens {args.tokens} must be >= 1")
+    config = None
+    if args.config is not None:
+        small = {c.name: c for c in (DEEPSEEK_TINY, DEEPSEEK_TINY_LITE)}
+        if args.config.endswith(".json"):
+            data = load_config_json(args.config)
+            config = deepseek_config_from_hf(data, name=args.config)
+        else:
+            config = small.get(args.config) or builtin_config(args.config)
+        if not isinstance(config, DeepSeekConfig):
+            raise UserError(f"--config {args.config!r} is not a DeepSeek config")
+    if args.checkpoint is None:
+        from mla_core.deepseek import DeepSeekModel
+        from mla_core.mla_scene_data import deepseek_latent_head, deepseek_layer_input
+
+        config = config or DEEPSEEK_TINY
+        if config.vocab_size * config.hidden_size > 50_000_000:
+            raise UserError(
+                f"--config {config.name!r} is too big to build with random weights here; "
+                "pass --checkpoint with its safetensors"
+            )
+        model = DeepSeekModel(config, seed=args.seed)
+        if not 0 <= args.layer < config.n_layers:
+            raise UserError(f"--layer {args.layer} must be in 0..{config.n_layers - 1}")
+        generator = torch.Generator().manual_seed(args.seed)
+        ids = torch.randint(0, config.vocab_size, (args.tokens,), generator=generator).tolist()
+        hidden = deepseek_layer_input(model, ids, args.layer)
+        attn, source = model.blocks[args.layer].attn, f"small model {config.name}, seed {args.seed}"
+    else:
+        from mla_core.deepseek_weights import load_attention_layer
+        from mla_core.mla_scene_data import deepseek_latent_head
+
+        attn = load_attention_layer(args.checkpoint, args.layer, config)
+        config = attn.config
+        # No embeddings are loaded: the layer runs on seeded Gaussian hidden states.
+        generator = torch.Generator().manual_seed(args.seed)
+        hidden = torch.randn(args.tokens, config.hidden_size, generator=generator)
+        source = f"{args.checkpoint} layer {args.layer}, Gaussian hidden states (seed {args.seed})"
+    scene = deepseek_latent_head(attn, hidden, args.head)
+    arrays = {
+        f.name: getattr(scene, f.name)
+        for f in dataclasses.fields(scene)
+        if isinstance(getattr(scene, f.name), np.ndarray)
+    }
+    if args.out is not None:
+        from pathlib import Path
+
+        from mla_core.mla_scene_data import write_npz_atomically
+
+        write_npz_atomically(Path(args.out), {**arrays, "source": np.array(source)})
+    gap = float(np.abs(scene.scores_absorbed - scene.scores_naive).max())
+    summary = {
+        "source": source,
+        "config": config.name,
+        "layer": args.layer,
+        "head": args.head,
+        "softmax_scale": scene.softmax_scale,
+        "shapes": {name: list(a.shape) for name, a in arrays.items()},
+        "max_abs_naive_minus_absorbed_score": gap,
+        "out": args.out,
+    }
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"{source}: head {args.head}, softmax scale {scene.softmax_scale:.6g}")
+    for name, shape in summary["shapes"].items():
+        print(f"  {name:<17}{' x '.join(map(str, shape))}")
+    print(f"max |naive score - absorbed score| = {gap:.3g}")
+    if args.out is not None:
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -550,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attention(sub)
     _add_convert(sub)
     _add_sweep(sub)
+    _add_deepseek_attention(sub)
     _add_bench(sub)
     return parser
 

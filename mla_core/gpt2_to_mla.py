@@ -7,8 +7,8 @@ In a GPT-2 layer every head reads keys and values off the same input x (LayerNor
 Stack them: W_KV = [W_K ; W_V] is (2C, C), so its rank is at most C = n_embd. Its singular
 value decomposition W_KV = U S V^T, cut to the r largest singular values, gives
 
-    W_DKV = V_r^T            (r, C)    c_KV = W_DKV x: the latent, the only thing cached
-    [W_UK ; W_UV] = U_r S_r  (2C, r)   re-expands every head's key and value from c_KV
+    W_DKV = V_r^T                       (r, C)    c_KV = W_DKV x: the latent, the only thing cached
+    [W_UK ; W_UV] = U_r S_r = W_KV V_r  (2C, r)   re-expands every head's key and value from c_KV
 
 the best rank-r approximation of W_KV (Eckart-Young). At r = C nothing is cut and the
 layer is exactly GPT-2's again, while the cache holds C numbers per token and layer instead
@@ -69,11 +69,17 @@ def check_rank(rank: int, config: GPT2Config) -> int:
 
 @dataclass
 class KVSpectrum:
-    """The SVD of one layer's stacked key/value weights, W_KV = U diag(S) Vh (float64)."""
+    """One layer's stacked key/value weights W_KV (2C, C) and their right singular vectors.
 
-    u: torch.Tensor  # (2C, C)
-    s: torch.Tensor  # (C,), largest first
-    vh: torch.Tensor  # (C, C)
+    W_KV = U diag(S) V^T; only V and S are needed: the rank-r factors are W_DKV = V_r^T and
+    U_r S_r = W_KV V_r, so W_UKV W_DKV = W_KV V_r V_r^T, exactly W_KV at r = C. V and S^2
+    are the eigenvectors and eigenvalues of W_KV^T W_KV (C x C, cheaper than the full SVD).
+    All float64.
+    """
+
+    w_kv: torch.Tensor  # (2C, C) = [W_K ; W_V]
+    s: torch.Tensor  # (C,) singular values, largest first
+    v: torch.Tensor  # (C, C) right singular vectors as columns, in the order of s
     b_k: torch.Tensor  # (C,)
     b_v: torch.Tensor  # (C,)
 
@@ -84,13 +90,16 @@ class KVSpectrum:
 
 
 def kv_spectrum(attn: CausalSelfAttention) -> KVSpectrum:
-    """SVD of [W_K ; W_V] of a GPT-2 attention layer, in float64."""
+    """The singular values and right singular vectors of a GPT-2 layer's [W_K ; W_V]."""
     n_embd = attn.c_proj.out_features
     weight = attn.c_attn.weight.detach().to(torch.float64)  # (3C, C): [W_Q; W_K; W_V]
     bias = attn.c_attn.bias.detach().to(torch.float64)
     w_kv = weight[n_embd:]  # (2C, C)
-    u, s, vh = torch.linalg.svd(w_kv, full_matrices=False)
-    return KVSpectrum(u, s, vh, bias[n_embd : 2 * n_embd], bias[2 * n_embd :])
+    eigenvalues, eigenvectors = torch.linalg.eigh(w_kv.T @ w_kv)  # ascending
+    order = eigenvalues.flip(0).clamp_min(0)
+    return KVSpectrum(
+        w_kv, order.sqrt(), eigenvectors.flip(1), bias[n_embd : 2 * n_embd], bias[2 * n_embd :]
+    )
 
 
 # --- the attention layer --------------------------------------------------------------------
@@ -144,8 +153,9 @@ class LatentAttention(nn.Module):
         latent.to(device=attn.c_attn.weight.device, dtype=dtype)
         latent.w_q.weight.copy_(attn.c_attn.weight[:n_embd])
         latent.w_q.bias.copy_(attn.c_attn.bias[:n_embd])
-        latent.w_dkv.weight.copy_(spectrum.vh[:rank])
-        up = spectrum.u[:, :rank] * spectrum.s[:rank]  # (2C, r) = U_r S_r
+        v_r = spectrum.v[:, :rank]  # (C, r): the r input directions that matter most
+        latent.w_dkv.weight.copy_(v_r.T)
+        up = spectrum.w_kv @ v_r  # (2C, r) = U_r S_r
         per_head = (latent.n_head, latent.head_dim, rank)
         latent.w_uk.copy_(up[:n_embd].reshape(per_head))
         latent.w_uv.copy_(up[n_embd:].reshape(per_head))

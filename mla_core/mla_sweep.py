@@ -68,24 +68,31 @@ def text_windows(text: str, window: int, max_windows: int | None = None) -> torc
 
 
 @torch.no_grad()
-def _run(model: GPT2, windows: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor]:
+def _run(
+    model: GPT2, windows: torch.Tensor, batch: int = 4
+) -> tuple[torch.Tensor, float, torch.Tensor]:
     """Top-1 next tokens (n, T), perplexity of the text, attention patterns (L, n, H, T, T)."""
     top1, nll, patterns = [], [], []
-    for row in windows:
+    for rows in windows.split(batch):
         capture: list[dict[str, torch.Tensor]] = []
-        logits = model(row[None].to(model.wte.weight.device), capture=capture)[0].cpu()
+        logits = model(rows.to(model.wte.weight.device), capture=capture).cpu()  # (b, T, V)
         top1.append(logits.argmax(-1))
-        log_probs = torch.log_softmax(logits[:-1].double(), dim=-1)  # position t predicts t + 1
-        nll.append(-log_probs.gather(-1, row[1:, None]))
-        patterns.append(torch.stack([layer["pattern"][0].cpu().double() for layer in capture]))
+        log_probs = torch.log_softmax(logits[:, :-1].double(), dim=-1)  # t predicts t + 1
+        nll.append(-log_probs.gather(-1, rows[:, 1:, None]).flatten())
+        patterns.append(torch.stack([layer["pattern"].cpu().double() for layer in capture]))
     perplexity = float(torch.cat(nll).mean().exp())
-    return torch.stack(top1), perplexity, torch.stack(patterns, dim=1)
+    return torch.cat(top1), perplexity, torch.cat(patterns, dim=1)
 
 
 def _attention_kl(reference: torch.Tensor, approx: torch.Tensor) -> torch.Tensor:
-    """Mean KL(reference || approx) per layer, over heads and query rows 1.. : shape (L,)."""
+    """Mean KL(reference || approx) per layer, over heads and query rows 1.. : shape (L,).
+
+    Summed as p log(p / q) - p + q per key: the same KL for rows that sum to 1, but every
+    term is >= 0, so float rounding cannot make a near-zero KL negative.
+    """
     p, q = reference[..., 1:, :], approx[..., 1:, :]
-    terms = torch.where(p > 0, p * (p.log() - q.clamp_min(1e-300).log()), 0.0)
+    log_ratio = p.log() - q.clamp_min(1e-300).log()
+    terms = torch.where(p > 0, p * log_ratio - p + q, q)
     return terms.sum(-1).mean(dim=(1, 2, 3))
 
 
@@ -155,8 +162,13 @@ def rank_sweep(
 
 
 def text_provenance(path: Path, description: str) -> dict:
+    """Where the text came from: its path (relative to the repository when inside it) and sha256."""
     data = path.read_bytes()
-    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "source": description}
+    try:
+        shown = str(path.resolve().relative_to(ASSETS.parent.parent))
+    except ValueError:
+        shown = str(path)
+    return {"path": shown, "sha256": hashlib.sha256(data).hexdigest(), "source": description}
 
 
 def write_json_atomically(obj: dict, target: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from deepseek_oracle import hf_config
@@ -133,3 +134,32 @@ def test_real_v3_config_json_gives_the_builtin_attention():
         )
     with pytest.raises(UserError, match="lacks the key"):
         deepseek_config_from_hf({"hidden_size": 8})
+
+
+def test_deepseek_attention_cli(tmp_path, capsys):
+    from mla_core.cli import main
+
+    model = DeepSeekModel(DEEPSEEK_TINY, seed=11)
+    save_checkpoint(model, tmp_path / "ckpt")
+    out = tmp_path / "head.npz"
+    args = ["deepseek-attention", "--checkpoint", str(tmp_path / "ckpt"), "--layer", "1"]
+    assert main([*args, "--head", "3", "--tokens", "5", "--out", str(out)]) == 0
+    data = np.load(out)
+    assert data["c_kv"].shape == (5, DEEPSEEK_TINY.kv_lora_rank)
+    assert data["w_uk"].shape == (DEEPSEEK_TINY.qk_nope_head_dim, DEEPSEEK_TINY.kv_lora_rank)
+    np.testing.assert_array_equal(data["w_uv"], model.blocks[1].attn.w_uv[3].detach().numpy())
+    np.testing.assert_allclose(data["scores_absorbed"], data["scores_naive"], atol=1e-5)
+    capsys.readouterr()
+    # a config whose head dims do not fit the checkpoint: one line, exit 2
+    wrong = hf_config(replace(DEEPSEEK_TINY, qk_nope_head_dim=10, v_head_dim=10), True)
+    wrong.to_json_file(str(tmp_path / "wrong.json"))
+    assert main([*args, "--config", str(tmp_path / "wrong.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has shape" in err and "needs" in err
+    # a checkpoint missing an attention tensor: one line, exit 2
+    state = {hf_name(k): v for k, v in model.state_dict().items()}
+    del state["model.layers.1.self_attn.o_proj.weight"]
+    save_file(state, str(tmp_path / "ckpt" / "model.safetensors"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lacks the tensor 'model.layers.1.self_attn.o_proj" in err
