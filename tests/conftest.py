@@ -26,6 +26,16 @@ from pathlib import Path
 import pytest
 import torch
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regenerate-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden frames in tests/control_data/ (tests/test_golden_frames.py)",
+    )
+
+
 TINY_GPT2 = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4)
 SMALL_GPT2 = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
 
