@@ -539,6 +539,47 @@ def _run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- heads -----------------------------------------------------------------------------
+
+
+def _add_heads(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "heads",
+        help="score every attention head: previous-token, first-token, duplicate, induction",
+        description="Measure what each head attends to (see mla_core.head_scores) and name the "
+        "most typical head of each kind.",
+    )
+    _add_model_source_args(p)
+    p.add_argument("--repeat-tokens", type=int, default=40, help="random tokens per half")
+    p.add_argument("--sequences", type=int, default=4, help="repeated random sequences")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sequences")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_run_heads)
+
+
+def _run_heads(args: argparse.Namespace) -> int:
+    from mla_core.head_scores import format_table, measure_head_scores, typical_heads
+
+    model, source = _load_gpt2(args)
+    scores = measure_head_scores(model, args.repeat_tokens, args.sequences, args.seed)
+    picks = typical_heads(scores)
+    if args.json:
+        print_json(
+            {
+                "weights": source.as_dict(),
+                **scores.as_dict(),
+                "typical": {
+                    kind: {"layer": p.layer, "head": p.head, "score": round(p.score, 4)}
+                    for kind, p in picks.items()
+                },
+            }
+        )
+        return 0
+    print(f"weights: {source.description}")
+    print(format_table(scores))
+    return 0
+
+
 # --- deepseek-attention: one MLA head of a DeepSeek layer ------------------------------------
 
 
@@ -678,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_deepseek_attention(sub)
     _add_bench(sub)
+    _add_heads(sub)
     return parser
 
 
