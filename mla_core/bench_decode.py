@@ -24,9 +24,11 @@ import torch
 from tqdm import tqdm
 
 from mla_core.decode_attention import (
+    VALUE_BLOCK,
     VARIANT_LABELS,
     VARIANTS,
     DecodeDims,
+    gqa_decode,
     mha_decode,
     mla_absorbed_decode,
     mla_naive_decode,
@@ -46,20 +48,30 @@ MEMORY_FRACTION = 0.5  # never fill more than this share of the free memory with
 
 
 def _random_fill(shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A tensor of random-looking numbers, made fast: one random block tiled along dim -2.
+    """A tensor of random-looking numbers, made fast: one random block of 2^20 repeated.
 
     Drawing gigabytes of normal numbers takes longer than the benchmark itself; the timing
     does not depend on the values, only on them being ordinary finite numbers.
     """
     generator = torch.Generator(device=device).manual_seed(0)
-    *lead, rows, width = shape
-    block_rows = min(rows, 1024)
-    block = torch.randn(*lead, block_rows, width, generator=generator, device=device).to(dtype)
     out = torch.empty(*shape, dtype=dtype, device=device)
-    for start in range(0, rows, block_rows):
-        stop = min(rows, start + block_rows)
-        out[..., start:stop, :].copy_(block[..., : stop - start, :])
+    flat = out.view(-1)
+    block = torch.randn(min(flat.numel(), 1 << 20), generator=generator, device=device)
+    block = block.to(dtype)
+    for start in range(0, flat.numel(), block.numel()):
+        stop = min(flat.numel(), start + block.numel())
+        flat[start:stop].copy_(block[: stop - start])
     return out
+
+
+def _random_value_blocks(
+    lead: Sequence[int], context: int, width: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Random values in the `value_blocks` layout [*lead, n_blocks, width, VALUE_BLOCK]."""
+    n_blocks = -(-context // VALUE_BLOCK)
+    blocks = _random_fill((*lead, n_blocks, width, VALUE_BLOCK), dtype, device)
+    blocks[..., -1, :, context - (n_blocks - 1) * VALUE_BLOCK :] = 0  # the padded tail
+    return blocks
 
 
 def build_case(
@@ -77,17 +89,22 @@ def build_case(
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator, device=device).to(dtype)
 
-    if variant in ("mha", "gqa", "mqa"):
+    if variant == "mha":
+        d = dims.head_dim
+        k_cache = _random_fill((b, h, t, d), dtype, device)
+        v_blocks = _random_value_blocks((b, h), t, d, dtype, device)
+        return mha_decode, (randn(b, h, d), k_cache, v_blocks, d**-0.5)
+    if variant in ("gqa", "mqa"):
         g, d = dims.kv_heads(variant), dims.head_dim
         k_cache = _random_fill((b, g, t, d), dtype, device)
         v_cache = _random_fill((b, g, t, d), dtype, device)
-        return mha_decode, (randn(b, h, d), k_cache, v_cache, d**-0.5)
+        return gqa_decode, (randn(b, h, d), k_cache, v_cache, d**-0.5)
     scale = dims.qk_head_dim**-0.5
     q_nope, q_rope = randn(b, h, dims.qk_nope_head_dim), randn(b, h, dims.qk_rope_head_dim)
     if variant == "mla_naive":
         k_cache = _random_fill((b, h, t, dims.qk_head_dim), dtype, device)
-        v_cache = _random_fill((b, h, t, dims.v_head_dim), dtype, device)
-        return mla_naive_decode, (q_nope, q_rope, k_cache, v_cache, scale)
+        v_blocks = _random_value_blocks((b, h), t, dims.v_head_dim, dtype, device)
+        return mla_naive_decode, (q_nope, q_rope, k_cache, v_blocks, scale)
     if variant == "mla_absorbed":
         latent_cache = _random_fill((b, t, dims.latent_cache_dim), dtype, device)
         w_uk = randn(h, dims.qk_nope_head_dim, dims.kv_lora_rank) * dims.kv_lora_rank**-0.5

@@ -4,7 +4,7 @@ Generating a token reads the whole KV cache once, so a decode step is usually li
 memory bandwidth, not arithmetic. The five kinds below differ only in what they cache
 and therefore in how many bytes they read per step (`step_cost` counts them):
 
-    MHA          every head reads its own keys and values        [B, H, T, d]
+    MHA          every head reads its own keys and values        [B, H, T, d] (values blocked)
     GQA-g        groups of H/g heads share a key/value head      [B, g, T, d]
     MQA          all heads share one key/value head              [B, 1, T, d]
     MLA naive    per-head keys (nope + rope) and values, expanded from the latent and cached
@@ -18,14 +18,19 @@ Layout and kernel choices, measured on a 2-core AMD EPYC (Zen 4) with plain torc
 - Heads-major caches [B, H, T, d]: each head's keys are one contiguous [T, d] block, so the
   scores of a head are one matrix-vector product over memory read front to back.
 - MHA and naive MLA are matrix-vector shaped (one query row per key head). Eager torch sends
-  them to the BLAS gemv (MKL), which on this AMD CPU reads only 4-6 GB/s per core, a quarter
-  of the bandwidth; the bfloat16 bmm is no better. Written as a product and a sum
-  (`_fused_dot_over_last`, `_fused_weighted_sum`), `torch.compile` turns them into one
-  streaming loop that reads the cache once at close to full bandwidth: the benchmark switches
-  them on with `use_compiled_matvec()`. Off (the default, the tests, `--no-compile`), the
-  same products are matmuls: correct, but slow on this CPU.
+  them to BLAS: float32 bmm to MKL's gemv, bfloat16 bmm to oneDNN's brgemm matmul with a
+  single column; on this AMD CPU both read the cache at 4-7 GB/s per core, a quarter of the
+  bandwidth. Written as a product and a sum (`_fused_dot_over_last`, `_fused_weighted_sum`),
+  `torch.compile` turns them into loops that stream the cache at close to full bandwidth;
+  the benchmark switches them on with `use_compiled_matvec()`. Off (the default, the tests,
+  `--no-compile`), the same products are matmuls: correct, but slow on this CPU.
+- The weighted sum over tokens, sum_t p_t v_t, reduces over T, not over the contiguous d:
+  compiled on a [T, d] cache it walks each head's values d / 16 times with a stride and
+  reaches a third of the bandwidth. So MHA and naive MLA keep values in blocks of 128 tokens
+  stored transposed (`value_blocks`: [B, H, T / 128, d, 128]), where it is short contiguous
+  dot products again.
 - GQA, MQA and absorbed MLA share each key row between many query rows (16, 128, 128), so
-  they are matrix-matrix products: plain matmul, where BLAS is fast.
+  they are matrix-matrix products: plain matmul, where BLAS is fast, on [B, G, T, d] caches.
 """
 
 from __future__ import annotations
@@ -142,14 +147,34 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+VALUE_BLOCK = 128  # tokens per block of the transposed value cache (see `value_blocks`)
+
+
+def value_blocks(values: torch.Tensor, block: int = VALUE_BLOCK) -> torch.Tensor:
+    """A value cache [..., T, d] in the layout MHA and naive MLA read: [..., n_blocks, d, block].
+
+    Tokens are grouped in blocks of `block`, and each block is stored transposed (d rows of
+    `block` tokens), so the weighted sum over tokens becomes short contiguous dot products,
+    the access pattern that streams at full bandwidth. The last block is zero-padded.
+    Appending a token writes d numbers with stride `block` inside one block.
+    """
+    *lead, t, d = values.shape
+    n_blocks = -(-t // block)
+    padded = values.new_zeros(*lead, n_blocks * block, d)
+    padded[..., :t, :] = values
+    return padded.view(*lead, n_blocks, block, d).transpose(-1, -2).contiguous()
+
+
 def _fused_dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     # keys [N, T, d], query [N, d] -> [N, T]
     return (_wide(keys) * _wide(query).unsqueeze(-2)).sum(-1)
 
 
-def _fused_weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    # weights [N, T], values [N, T, d] -> [N, d]
-    return (weights.unsqueeze(-1) * _wide(values)).sum(-2)
+def _fused_weighted_sum(weights: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
+    # weights [N, n_blocks * c], v_blocks [N, n_blocks, d, c] -> [N, d]
+    n, n_blocks, _, c = v_blocks.shape
+    per_block = (weights.view(n, n_blocks, 1, c) * _wide(v_blocks)).sum(-1)  # [N, n_blocks, d]
+    return per_block.sum(-2)
 
 
 _compiled_matvec: dict[str, object] = {}  # filled by use_compiled_matvec(True)
@@ -159,8 +184,8 @@ def use_compiled_matvec(enabled: bool = True) -> None:
     """Run the matrix-vector products of MHA and naive MLA as torch.compile'd fused loops.
 
     Off (the default), they are matmuls: BLAS gemv. On, `_fused_dot_over_last` and
-    `_fused_weighted_sum` (a product and a sum, which compile into one streaming pass over
-    the cache) replace them; compiled once per dtype, with dynamic sizes.
+    `_fused_weighted_sum` (products and sums, which compile into streaming passes over the
+    cache) replace them; compiled once per dtype, with dynamic sizes.
     """
     _compiled_matvec.clear()
     if enabled:
@@ -180,33 +205,45 @@ def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     return fused(keys.reshape(-1, t, d), query.reshape(-1, d)).view(*lead, t)
 
 
-def _weighted_sum_over_tokens(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def _weighted_sum_over_tokens(weights: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
     """out[..., :] = sum_t weights[..., t] * values[..., t, :], in float32 (or float64).
 
-    weights [..., T] float32 (or float64), values [..., T, d] -> [..., d].
+    weights [..., T] float32 (or float64), v_blocks [..., n_blocks, d, c] (`value_blocks`)
+    -> [..., d]. The padded tail of the last block gets weight 0.
     """
+    *lead, n_blocks, d, c = v_blocks.shape
+    weights = torch.nn.functional.pad(weights, (0, n_blocks * c - weights.shape[-1]))
     fused = _compiled_matvec.get("weighted_sum")
     if fused is None:
-        return torch.matmul(weights.to(values.dtype).unsqueeze(-2), values).squeeze(-2)
-    *lead, t, d = values.shape
-    return fused(weights.reshape(-1, t), values.reshape(-1, t, d)).view(*lead, d)
+        w = weights.to(v_blocks.dtype).view(*lead, n_blocks, c, 1)
+        return _wide(torch.matmul(v_blocks, w).squeeze(-1)).sum(-2)  # block by block
+    flat = fused(weights.reshape(-1, n_blocks * c), v_blocks.reshape(-1, n_blocks, d, c))
+    return flat.view(*lead, d)
 
 
 def mha_decode(
+    q: torch.Tensor, k_cache: torch.Tensor, v_blocks: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """MHA: every head attends over its own cache, a matrix-vector product per head.
+
+    q [B, H, d]; k_cache [B, H, T, d]; v_blocks [B, H, n_blocks, d, c] (`value_blocks` of the
+    [B, H, T, d] values). Returns o [B, H, d] in q's dtype.
+    """
+    scores = _dot_over_last(k_cache, q) * scale  # [B, H, T]
+    weights = torch.softmax(scores, dim=-1)
+    return _weighted_sum_over_tokens(weights, v_blocks).to(q.dtype)
+
+
+def gqa_decode(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """MHA, GQA or MQA: q [B, H, d]; k_cache, v_cache [B, G, T, d] with G dividing H.
+    """GQA (and MQA, G = 1): q [B, H, d]; k_cache, v_cache [B, G, T, d] with G dividing H.
 
-    G = H is MHA (matrix-vector per head), G = 1 is MQA, anything between is GQA. Query head
-    i uses key/value head i // (H / G). Returns o [B, H, d] in q's dtype.
+    Query head i uses key/value head i // (H / G). The H / G queries of a group are the rows
+    of one matrix product with the group's keys. Returns o [B, H, d].
     """
     batch, n_heads, head_dim = q.shape
     kv_heads = k_cache.shape[1]
-    if kv_heads == n_heads:
-        scores = _dot_over_last(k_cache, q) * scale  # [B, H, T]
-        weights = torch.softmax(scores, dim=-1)
-        return _weighted_sum_over_tokens(weights, v_cache).to(q.dtype)
-    # Grouped: the H / G queries of a group form the rows of one matrix product.
     q_grouped = q.view(batch, kv_heads, n_heads // kv_heads, head_dim)  # [B, G, H/G, d]
     scores = _wide(torch.matmul(q_grouped, k_cache.transpose(-1, -2))) * scale  # [B, G, H/G, T]
     weights = torch.softmax(scores, dim=-1).to(v_cache.dtype)
@@ -218,19 +255,19 @@ def mla_naive_decode(
     q_nope: torch.Tensor,
     q_rope: torch.Tensor,
     k_cache: torch.Tensor,
-    v_cache: torch.Tensor,
+    v_blocks: torch.Tensor,
     scale: float,
 ) -> torch.Tensor:
     """MLA with expanded caches: every head's key [k_C ; k_R] and value v_C are cached.
 
     q_nope [B, H, d_nope], q_rope [B, H, d_R]; k_cache [B, H, T, d_nope + d_R] (k_C = W_UK c_KV
-    beside the shared k_R, copied per head); v_cache [B, H, T, d_v] (v_C = W_UV c_KV).
-    Returns o [B, H, d_v].
+    beside the shared k_R, copied per head); v_blocks: `value_blocks` of v_C = W_UV c_KV
+    [B, H, T, d_v]. The same kernel as MHA with wider keys. Returns o [B, H, d_v].
     """
     q = torch.cat([q_nope, q_rope], dim=-1)  # [B, H, d_nope + d_R]
     scores = _dot_over_last(k_cache, q) * scale  # [B, H, T]
     weights = torch.softmax(scores, dim=-1)
-    return _weighted_sum_over_tokens(weights, v_cache).to(q.dtype)
+    return _weighted_sum_over_tokens(weights, v_blocks).to(q.dtype)
 
 
 def mla_absorbed_decode(
@@ -264,7 +301,8 @@ def expand_latent_cache(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The naive MLA caches expanded from the latent one.
 
-    Returns k [B, H, T, d_nope + d_R] and v [B, H, T, d_v].
+    Returns k [B, H, T, d_nope + d_R] and v [B, H, T, d_v] (for `mla_naive_decode`, pass
+    `value_blocks(v)`).
     """
     d_c = w_uk.shape[-1]
     c_kv, k_rope = latent_cache[..., :d_c], latent_cache[..., d_c:]

@@ -18,6 +18,7 @@ from mla_core.cli import main
 from mla_core.decode_attention import (
     DecodeDims,
     expand_latent_cache,
+    gqa_decode,
     mha_decode,
     mla_absorbed_decode,
     mla_naive_decode,
@@ -25,6 +26,7 @@ from mla_core.decode_attention import (
     step_cost,
     use_compiled_matvec,
     v3_dims,
+    value_blocks,
 )
 from mla_core.errors import UserError
 
@@ -44,10 +46,36 @@ def _randn(*shape: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
 
-@pytest.mark.parametrize(
-    "kv_heads", [SMALL.n_heads, SMALL.gqa_groups, 1], ids=["mha", "gqa", "mqa"]
-)
-def test_mha_family_equals_reference(kv_heads: int) -> None:
+@pytest.mark.parametrize("block", [4, 128])
+def test_value_blocks_layout(block: int) -> None:
+    values = torch.arange(2 * 7 * 3, dtype=torch.float64).view(2, 7, 3)  # [N, T, d]
+    blocks = value_blocks(values, block)
+    n_blocks = -(-7 // block)
+    assert blocks.shape == (2, n_blocks, 3, block)
+    for t in range(n_blocks * block):
+        expected = values[:, t] if t < 7 else torch.zeros(2, 3, dtype=torch.float64)
+        torch.testing.assert_close(blocks[:, t // block, :, t % block], expected)
+
+
+@pytest.mark.parametrize("block", [3, 4, 128])
+def test_mha_equals_reference(block: int) -> None:
+    g = torch.Generator().manual_seed(block)
+    h, d = SMALL.n_heads, SMALL.head_dim
+    q = _randn(BATCH, h, d, generator=g)
+    k_cache = _randn(BATCH, h, CONTEXT, d, generator=g)
+    v_cache = _randn(BATCH, h, CONTEXT, d, generator=g)
+    scale = d**-0.5
+
+    out = mha_decode(q, k_cache, value_blocks(v_cache, block), scale)
+
+    for b in range(BATCH):
+        for i in range(h):
+            expected = reference_attention(q[b, i], k_cache[b, i], v_cache[b, i], scale)
+            torch.testing.assert_close(out[b, i], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kv_heads", [SMALL.gqa_groups, 1], ids=["gqa", "mqa"])
+def test_gqa_and_mqa_equal_reference(kv_heads: int) -> None:
     g = torch.Generator().manual_seed(kv_heads)
     h, d = SMALL.n_heads, SMALL.head_dim
     q = _randn(BATCH, h, d, generator=g)
@@ -55,7 +83,7 @@ def test_mha_family_equals_reference(kv_heads: int) -> None:
     v_cache = _randn(BATCH, kv_heads, CONTEXT, d, generator=g)
     scale = d**-0.5
 
-    out = mha_decode(q, k_cache, v_cache, scale)
+    out = gqa_decode(q, k_cache, v_cache, scale)
 
     heads_per_kv = h // kv_heads
     for b in range(BATCH):
@@ -65,15 +93,19 @@ def test_mha_family_equals_reference(kv_heads: int) -> None:
             torch.testing.assert_close(out[b, i], expected, rtol=1e-12, atol=1e-12)
 
 
-def test_mha_in_float32_and_bfloat16_stays_close_to_float64() -> None:
+def test_float32_and_bfloat16_stay_close_to_float64() -> None:
     g = torch.Generator().manual_seed(5)
     q = _randn(BATCH, 8, 16, generator=g)
     k, v = _randn(BATCH, 8, 33, 16, generator=g), _randn(BATCH, 8, 33, 16, generator=g)
-    exact = mha_decode(q, k, v, 0.25)
+    exact_mha = mha_decode(q, k, value_blocks(v), 0.25)
+    exact_gqa = gqa_decode(q, k[:, :2], v[:, :2], 0.25)
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2)):
-        out = mha_decode(q.to(dtype), k.to(dtype), v.to(dtype), 0.25)
+        q_, k_, v_ = q.to(dtype), k.to(dtype), v.to(dtype)
+        out = mha_decode(q_, k_, value_blocks(v_), 0.25)
         assert out.dtype == dtype
-        torch.testing.assert_close(out.double(), exact, rtol=tol, atol=tol)
+        torch.testing.assert_close(out.double(), exact_mha, rtol=tol, atol=tol)
+        out = gqa_decode(q_, k_[:, :2], v_[:, :2], 0.25)
+        torch.testing.assert_close(out.double(), exact_gqa, rtol=tol, atol=tol)
 
 
 def _mla_inputs(seed: int) -> dict[str, torch.Tensor]:
@@ -111,7 +143,7 @@ def test_mla_absorbed_equals_naive_equals_reference() -> None:
 
     k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
     assert k_cache.shape == (BATCH, SMALL.n_heads, CONTEXT, SMALL.qk_head_dim)
-    naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, scale)
+    naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, value_blocks(v_cache), scale)
     absorbed = mla_absorbed_decode(
         x["q_nope"], x["q_rope"], x["latent_cache"], x["w_uk"], x["w_uv"], scale
     )
@@ -142,13 +174,14 @@ def test_compiled_matvec_equals_eager(dtype: torch.dtype) -> None:
     v = torch.randn(BATCH, 8, 40, 16, generator=g).to(dtype)
     x = {name: t.to(dtype) for name, t in _mla_inputs(seed=4).items()}
     k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
-    eager_mha = mha_decode(q, k, v, 0.25)
-    eager_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2)
+    v_blocks = value_blocks(v_cache, block=4)
+    eager_mha = mha_decode(q, k, value_blocks(v), 0.25)
+    eager_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
     use_compiled_matvec(True)
     try:
-        fused_mha = mha_decode(q, k, v, 0.25)
-        fused_mha_batch1 = mha_decode(q[:1], k[:1], v[:1], 0.25)
-        fused_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_cache, 0.2)
+        fused_mha = mha_decode(q, k, value_blocks(v), 0.25)
+        fused_mha_batch1 = mha_decode(q[:1], k[:1], value_blocks(v[:1]), 0.25)
+        fused_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
     finally:
         use_compiled_matvec(False)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
