@@ -107,9 +107,9 @@ def build_case(
         return mla_naive_decode, (q_nope, q_rope, k_cache, v_blocks, scale)
     if variant == "mla_absorbed":
         latent_cache = _random_fill((b, t, dims.latent_cache_dim), dtype, device)
-        w_uk = randn(h, dims.qk_nope_head_dim, dims.kv_lora_rank) * dims.kv_lora_rank**-0.5
+        w_uk_t = randn(h, dims.kv_lora_rank, dims.qk_nope_head_dim) * dims.kv_lora_rank**-0.5
         w_uv = randn(h, dims.v_head_dim, dims.kv_lora_rank) * dims.kv_lora_rank**-0.5
-        return mla_absorbed_decode, (q_nope, q_rope, latent_cache, w_uk, w_uv, scale)
+        return mla_absorbed_decode, (q_nope, q_rope, latent_cache, w_uk_t, w_uv, scale)
     raise UserError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
 
 

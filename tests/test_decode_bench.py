@@ -136,6 +136,13 @@ def _mla_reference(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
     return out
 
 
+def _absorbed(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
+    w_uk_t = x["w_uk"].transpose(1, 2).contiguous()  # the kernel takes W_UK^T per head
+    return mla_absorbed_decode(
+        x["q_nope"], x["q_rope"], x["latent_cache"], w_uk_t, x["w_uv"], scale
+    )
+
+
 def test_mla_absorbed_equals_naive_equals_reference() -> None:
     x = _mla_inputs(seed=11)
     scale = SMALL.qk_head_dim**-0.5
@@ -144,9 +151,7 @@ def test_mla_absorbed_equals_naive_equals_reference() -> None:
     k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
     assert k_cache.shape == (BATCH, SMALL.n_heads, CONTEXT, SMALL.qk_head_dim)
     naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, value_blocks(v_cache), scale)
-    absorbed = mla_absorbed_decode(
-        x["q_nope"], x["q_rope"], x["latent_cache"], x["w_uk"], x["w_uv"], scale
-    )
+    absorbed = _absorbed(x, scale)
 
     torch.testing.assert_close(naive, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(absorbed, expected, rtol=1e-12, atol=1e-12)
@@ -157,9 +162,9 @@ def test_mla_absorbed_sees_the_rope_key() -> None:
     """Changing only the shared RoPE key of one token must change the output."""
     x = _mla_inputs(seed=12)
     scale = SMALL.qk_head_dim**-0.5
-    before = mla_absorbed_decode(**x, scale=scale)
+    before = _absorbed(x, scale)
     x["latent_cache"][:, 3, SMALL.kv_lora_rank :] += 1.0
-    after = mla_absorbed_decode(**x, scale=scale)
+    after = _absorbed(x, scale)
     assert (before - after).abs().max() > 1e-3
     torch.testing.assert_close(after, _mla_reference(x, scale), rtol=1e-12, atol=1e-12)
 
@@ -177,17 +182,20 @@ def test_compiled_matvec_equals_eager(dtype: torch.dtype) -> None:
     v_blocks = value_blocks(v_cache, block=4)
     eager_mha = mha_decode(q, k, value_blocks(v), 0.25)
     eager_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
+    eager_absorbed = _absorbed(x, 0.2)
     use_compiled_matvec(True)
     try:
         fused_mha = mha_decode(q, k, value_blocks(v), 0.25)
         fused_mha_batch1 = mha_decode(q[:1], k[:1], value_blocks(v[:1]), 0.25)
         fused_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
+        fused_absorbed = _absorbed(x, 0.2)
     finally:
         use_compiled_matvec(False)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(fused_mha, eager_mha, rtol=tol, atol=tol)
     torch.testing.assert_close(fused_mha_batch1, eager_mha[:1], rtol=tol, atol=tol)
     torch.testing.assert_close(fused_naive, eager_naive, rtol=tol, atol=tol)
+    torch.testing.assert_close(fused_absorbed, eager_absorbed, rtol=tol, atol=tol)
 
 
 # --- counts -----------------------------------------------------------------------------
