@@ -36,9 +36,10 @@ from mla_core.decode_attention import (
     use_compiled_matvec,
 )
 from mla_core.errors import UserError
-from mla_core.roofline import Roofline, measure_roofline, synchronize
+from mla_core.roofline import Clock, Roofline, measure_roofline, synchronize
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_CONTEXTS = (1024, 4096)
 MEMORY_FRACTION = 0.5  # never fill more than this share of the free memory with one case
@@ -121,6 +122,7 @@ def time_step(
     min_repeats: int = 3,
     max_repeats: int = 15,
     target_seconds: float = 1.0,
+    clock: Clock = time.perf_counter,
 ) -> tuple[float, int]:
     """Median seconds of one call after `warmup` calls, and how many calls were timed.
 
@@ -131,10 +133,10 @@ def time_step(
     synchronize(device)
     times: list[float] = []
     while len(times) < max_repeats:
-        start = time.perf_counter()
+        start = clock()
         kernel(*args)
         synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
         if len(times) >= min_repeats and sum(times) > target_seconds:
             break
     return statistics.median(times), len(times)
@@ -168,12 +170,16 @@ def run_decode_benchmark(
     quick: bool = False,
     progress: bool = True,
     threads: int | None = None,
+    clock: str = "wall",
 ) -> dict:
     """Time every (dtype, batch, context, variant) and compare with the roofline.
 
     compile_kernels: fused torch.compile'd matrix-vector products for MHA and naive MLA
     (default: on CPU yes, see `decode_attention`); quick: short timings and small roofline probes;
-    threads: torch CPU threads (default: torch's choice, one per core).
+    threads: torch CPU threads (default: torch's choice, one per core);
+    clock: "wall" (elapsed time, the real measure) or "thread" (CPU time of the one thread:
+    for a single-threaded run on a machine shared with other work, where the wall clock also
+    counts the time other processes held the core; memory bandwidth is still shared).
     Returns the JSON-ready report (see `format_table` for what the columns mean).
     """
     dev = _check_device(device)
@@ -188,6 +194,12 @@ def run_decode_benchmark(
         raise UserError("contexts and batches must be positive integers")
     if compile_kernels is None:
         compile_kernels = dev.type == "cpu"
+    if clock not in CLOCKS:
+        raise UserError(f"clock {clock!r} is unknown; allowed: {', '.join(CLOCKS)}")
+    if clock == "thread":
+        if dev.type != "cpu" or threads not in (None, 1):
+            raise UserError("--clock thread times one CPU thread: use it with --threads 1 on cpu")
+        threads = 1
     if threads is not None:
         if threads < 1:
             raise UserError(f"threads={threads} must be >= 1")
@@ -198,6 +210,7 @@ def run_decode_benchmark(
         "device_name": _device_name(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "clock": clock,
         "compiled": compile_kernels,
         "quick": quick,
         "dims": asdict(dims),
@@ -209,7 +222,9 @@ def run_decode_benchmark(
     try:
         for dtype_name in dtypes:
             report["runs"].append(
-                _run_dtype(dtype_name, dev, dims, batches, contexts, variants, quick, bar)
+                _run_dtype(
+                    dtype_name, dev, dims, batches, contexts, variants, quick, bar, CLOCKS[clock]
+                )
             )
     finally:
         use_compiled_matvec(False)
@@ -226,6 +241,7 @@ def _run_dtype(
     variants: Sequence[str],
     quick: bool,
     bar: tqdm,
+    clock: Clock,
 ) -> dict:
     """Roofline, then every (batch, context, variant) case, for one dtype."""
     dtype = DTYPES[dtype_name]
@@ -236,6 +252,7 @@ def _run_dtype(
         bandwidth_bytes=(1 << 28) if quick else (1 << 30),
         matmul_size=1024 if quick else 2048,
         repeats=3 if quick else 5,
+        clock=clock,
     )
     run: dict = {"dtype": dtype_name, "roofline": asdict(roofline), "results": []}
     run["skipped"] = []
@@ -243,7 +260,7 @@ def _run_dtype(
         for context in contexts:
             for variant in variants:
                 bar.set_postfix_str(f"{dtype_name} B={batch} T={context} {variant}")
-                row = _run_case(variant, dims, batch, context, dtype, dev, roofline, quick)
+                row = _run_case(variant, dims, batch, context, dtype, dev, roofline, quick, clock)
                 (run["skipped"] if "skipped" in row else run["results"]).append(row)
                 bar.update(1)
     _add_speedups(run["results"])
@@ -259,6 +276,7 @@ def _run_case(
     device: torch.device,
     roofline: Roofline,
     quick: bool,
+    clock: Clock,
 ) -> dict:
     dtype_bytes = torch.empty((), dtype=dtype).element_size()
     cost = step_cost(variant, dims, context, batch, dtype_bytes)
@@ -285,6 +303,7 @@ def _run_case(
         warmup=1 if quick else 2,
         target_seconds=0.2 if quick else 1.0,
         max_repeats=5 if quick else 15,
+        clock=clock,
     )
     del args
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
@@ -349,7 +368,8 @@ def format_table(report: dict) -> str:
     """
     lines = [
         f"device {report['device']} ({report['device_name']}), torch {report['torch']}, "
-        f"{report['threads']} threads, compiled kernels: {report['compiled']}"
+        f"{report['threads']} threads, compiled kernels: {report['compiled']}, "
+        f"clock: {report['clock']}"
     ]
     header = (
         f"{'B':>3} {'T':>6} {'variant':<13}{'MB read':>10}{'GFLOP':>9}{'ms':>9}{'GB/s':>8}"

@@ -329,6 +329,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--plot", default=None, help="PNG output (default: the JSON path with .png)")
     d.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
+    d.add_argument(
+        "--clock",
+        choices=["wall", "thread"],
+        default="wall",
+        help="wall time (default) or, with --threads 1, the thread's CPU time (shared machines)",
+    )
     d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     d.set_defaults(handler=_run_bench_decode)
 
@@ -362,6 +368,7 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
         quick=args.quick,
         progress=not args.no_progress,
         threads=args.threads,
+        clock=args.clock,
     )
     json_path = Path(args.json or f"bench/results/decode_{args.device}.json")
     plot_path = Path(args.plot) if args.plot else json_path.with_suffix(".png")

@@ -41,38 +41,59 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 5) -> float:
-    """The fastest of `repeats` timed calls after one warm-up call."""
+Clock = Callable[[], float]
+
+
+def best_seconds(
+    fn: Callable[[], object],
+    device: torch.device,
+    repeats: int = 5,
+    clock: Clock = time.perf_counter,
+) -> float:
+    """The fastest of `repeats` timed calls after one warm-up call.
+
+    clock: wall time by default; `time.thread_time` (CPU time of this thread) measures a
+    single-threaded run on a shared machine without the time other processes took.
+    """
     fn()
     synchronize(device)
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
         synchronize(device)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
 
 
-def measure_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 5) -> float:
+def measure_bandwidth(
+    device: torch.device,
+    nbytes: int = 1 << 30,
+    repeats: int = 5,
+    clock: Clock = time.perf_counter,
+) -> float:
     """Memory read bandwidth in bytes/s: a max-reduction over an `nbytes` float32 buffer.
 
     The bytes are the ceiling whatever the cache dtype; float32 max is the cheapest
     vectorised pass torch has, so the arithmetic never hides the memory.
     """
     buffer = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    seconds = best_seconds(buffer.amax, device, repeats)
+    seconds = best_seconds(buffer.amax, device, repeats, clock)
     return nbytes / seconds
 
 
 def measure_matmul_rate(
-    dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5
+    dtype: torch.dtype,
+    device: torch.device,
+    size: int = 2048,
+    repeats: int = 5,
+    clock: Clock = time.perf_counter,
 ) -> float:
     """Matrix multiply rate in FLOP/s for `dtype`: square products of `size`."""
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(size, size, generator=generator, device=device).to(dtype)
     b = torch.randn(size, size, generator=generator, device=device).to(dtype)
-    seconds = best_seconds(lambda: a @ b, device, repeats)
+    seconds = best_seconds(lambda: a @ b, device, repeats, clock)
     return 2 * size**3 / seconds
 
 
@@ -82,11 +103,12 @@ def measure_roofline(
     bandwidth_bytes: int = 1 << 30,
     matmul_size: int = 2048,
     repeats: int = 5,
+    clock: Clock = time.perf_counter,
 ) -> Roofline:
     """Both ceilings for `dtype` on `device`."""
     return Roofline(
-        bandwidth=measure_bandwidth(device, bandwidth_bytes, repeats),
-        matmul_rate=measure_matmul_rate(dtype, device, matmul_size, repeats),
+        bandwidth=measure_bandwidth(device, bandwidth_bytes, repeats, clock),
+        matmul_rate=measure_matmul_rate(dtype, device, matmul_size, repeats, clock),
         dtype=str(dtype).removeprefix("torch."),
         device=str(device),
     )

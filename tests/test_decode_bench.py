@@ -318,6 +318,7 @@ def test_bench_decode_runs_end_to_end(tmp_path, capsys) -> None:
         (["--device", "tpu"], "device 'tpu'"),
         (["--contexts", "0"], "at least 1 token"),
         (["--variants", "mla_fast"], "variant 'mla_fast'"),
+        (["--clock", "thread", "--threads", "2"], "--clock thread"),
     ],
 )
 def test_bench_decode_bad_input_is_one_line(argv, message, capsys) -> None:
