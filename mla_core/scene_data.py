@@ -520,9 +520,18 @@ SCENE_DATA: dict[str, Callable[..., SceneData]] = {
 def data_for_scene(
     name: str, params: VideoParams, data_cache: DataCache | None = None
 ) -> SceneData:
+    _add_gpt2_scenes()
     if name not in SCENE_DATA:
         raise UserError(f"no scene data for {name!r}; scenes with data: {', '.join(SCENE_DATA)}")
     return SCENE_DATA[name](params, data_cache)
+
+
+def _add_gpt2_scenes() -> None:
+    """The GPT-2 scenes' data functions live in mla_core.gpt2_scene_data, which imports
+    this module: hence registered here, late."""
+    from mla_core.gpt2_scene_data import GPT2_SCENE_DATA
+
+    SCENE_DATA.update(GPT2_SCENE_DATA)
 
 
 def summarize(data: SceneData, max_values: int = 64) -> dict[str, Any]:
