@@ -1,0 +1,198 @@
+"""Beat 3a: what real attention heads look at.
+
+A gallery of real heads' attention patterns on the prompt (the heads mla_core scores as
+most typical of their kind, unless video.toml names others), all on ONE fixed 0..1 colour
+scale, then the first head enlarged and read: a row is a token looking back, a column a
+token being looked at. Data: `mla_core.gpt2_scene_data.attention_gallery`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from manim import (
+    DOWN,
+    LEFT,
+    ORIGIN,
+    RIGHT,
+    UP,
+    FadeIn,
+    FadeOut,
+    Group,
+    LaggedStart,
+    Transform,
+    VGroup,
+    Write,
+)
+
+from mla_core.scene_data import model_caption
+from scenes.components import (
+    BODY_SIZE,
+    CAPTION_SIZE,
+    CONTENT_ZONE,
+    HIGHLIGHT,
+    KEY,
+    LABEL_SIZE,
+    MUTED,
+    PATTERN_SCALE,
+    QUERY,
+    TEXT_COLOR,
+    ColorBar,
+    Heatmap,
+    VideoScene,
+    Zone,
+    caption,
+    fit_in,
+    fmt_float,
+    text,
+    title,
+)
+
+PREVIOUS_TOKEN_CLEAR = 0.3  # a previous-token score above which the diagonal is pointed out
+KIND_NAMES = {  # mla_core.head_scores' kinds, as captions
+    "previous_token": "previous-token head",
+    "duplicate_token": "duplicate-token head",
+    "induction": "induction head",
+    "first_token": "first-token head",
+}
+
+
+def head_label(head: dict, size: float, aligned_edge=ORIGIN, score: bool = False) -> VGroup:
+    """'layer 1 · head 2' above the kind of head it is (when mla_core picked it) and, if
+    asked, its score for that kind."""
+    lines = [text(f"layer {head['layer']} \u00b7 head {head['head']}", size, TEXT_COLOR)]
+    if head["kind"]:
+        kind = KIND_NAMES.get(head["kind"], head["kind"])
+        if score:
+            kind += f" (score {fmt_float(head['score'])})"
+        lines.append(text(kind, size * 0.9, MUTED))
+    return VGroup(*lines).arrange(DOWN, buff=0.1, aligned_edge=aligned_edge)
+
+
+class AttentionPatterns(VideoScene):
+    def construct(self) -> None:
+        data = self.scene_data()
+        tokens, heads = data["tokens"], data["heads"]
+        patterns = np.asarray(data["patterns"])  # [N, T, T]
+        n_tokens = len(tokens)
+
+        # --- the gallery ---------------------------------------------------------------
+        cell = 2.4 / n_tokens
+        maps = [
+            Heatmap(
+                pattern,
+                PATTERN_SCALE,
+                cell_size=cell,
+                row_labels=tokens if i == 0 else None,
+                col_labels=tokens,
+                label_size=LABEL_SIZE * 0.7,
+            )
+            for i, pattern in enumerate(patterns)
+        ]
+        gallery_maps = Group(*maps).arrange(RIGHT, buff=0.5, aligned_edge=DOWN)
+        names = VGroup(
+            *(
+                head_label(h, LABEL_SIZE * 0.8).next_to(m.image, DOWN, buff=0.25)
+                for h, m in zip(heads, maps, strict=True)
+            )
+        )
+        bar = ColorBar(PATTERN_SCALE, height=maps[-1].image.height, label_size=CAPTION_SIZE)
+        bar.next_to(maps[-1].image, RIGHT, buff=0.35)
+        bar_title = text("attention", CAPTION_SIZE, MUTED).next_to(bar, UP, buff=0.15)
+        gallery = Group(gallery_maps, names, bar, bar_title)
+        fit_in(gallery, CONTENT_ZONE)
+
+        heading = title("Where real attention heads look")
+        source = caption(model_caption(self.params))
+        self.play(Write(heading), run_time=1.2)
+        self.play(FadeIn(source), run_time=0.6)
+        for heatmap, name in zip(maps, names, strict=True):
+            self.play(FadeIn(heatmap), FadeIn(name), run_time=0.9)
+        self.play(FadeIn(bar), FadeIn(bar_title), run_time=0.8)
+        self.wait(2.5)
+
+        # --- one head enlarged ------------------------------------------------------------
+        focus = 0
+        small = maps[focus]
+        left, right = CONTENT_ZONE.split_columns(2, gap=0.6)
+        big = Heatmap(
+            patterns[focus],
+            PATTERN_SCALE,
+            cell_size=0.5,
+            row_labels=tokens,
+            col_labels=tokens,
+            label_size=LABEL_SIZE * 0.85,
+        )
+        fit_in(big, Zone(left.left, left.right + 0.8, left.bottom, left.top), align="right")
+        big_bar = ColorBar(PATTERN_SCALE, height=big.image.height, label_size=CAPTION_SIZE)
+        big_bar.next_to(big.image, RIGHT, buff=0.3)
+
+        others = [m for i, m in enumerate(maps) if i != focus]
+        self.play(
+            *(FadeOut(m) for m in others),
+            FadeOut(names),
+            FadeOut(bar_title),
+            FadeOut(small.col_labels),
+            FadeOut(small.row_labels) if len(small.row_labels) else FadeIn(VGroup()),
+            run_time=0.8,
+        )
+        self.play(
+            Transform(small.image, big.image),
+            Transform(small.grid, big.grid),
+            Transform(bar, big_bar),
+            run_time=1.5,
+        )
+        self.remove(small, bar)
+        self.add(big, big_bar)
+        self.play(FadeIn(big.row_labels), FadeIn(big.col_labels), run_time=0.8)
+
+        # --- reading it ---------------------------------------------------------------------
+        row = n_tokens - 1  # the last token: it may look at every token before it
+        col = int(np.argmax(patterns[focus][row]))
+        weight = float(patterns[focus][row, col])
+        head = heads[focus]
+        notes = VGroup(
+            head_label(head, BODY_SIZE, aligned_edge=LEFT, score=True),
+            text("each row: a token looking back", LABEL_SIZE + 2, QUERY),
+            text("each column: a token it looks at", LABEL_SIZE + 2, KEY),
+            text("each row adds up to 1", LABEL_SIZE + 2, TEXT_COLOR),
+        ).arrange(DOWN, buff=0.35, aligned_edge=LEFT)
+        reading = VGroup(
+            text(f"{tokens[row]} \u2192 {tokens[col]}", BODY_SIZE, HIGHLIGHT),
+            text(f"{fmt_float(weight)} of its attention", LABEL_SIZE + 2, HIGHLIGHT),
+        ).arrange(DOWN, buff=0.15, aligned_edge=LEFT)
+        panel = VGroup(notes, reading).arrange(DOWN, buff=0.6, aligned_edge=LEFT)
+        panel_zone = Zone(big_bar.get_right()[0] + 0.9, right.right, right.bottom, right.top)
+        fit_in(panel, panel_zone, align="left")
+        self.shown_numbers = {
+            "tokens": list(tokens),
+            "heads": [f"{h['layer']}.{h['head']}" for h in heads],
+            "enlarged_head": f"{head['layer']}.{head['head']}",
+            "enlarged_head_score": fmt_float(head["score"]) if head["kind"] else None,
+            "read_cell": {"row": row, "col": col, "weight": fmt_float(weight)},
+        }
+
+        self.play(FadeIn(notes[0]), run_time=0.8)
+        row_box = big.highlight_row(row, QUERY)
+        col_box = big.highlight_col(col, KEY)
+        self.play(FadeIn(notes[1]), FadeIn(row_box), run_time=1)
+        self.wait(1.2)
+        self.play(FadeIn(notes[2]), FadeIn(col_box), run_time=1)
+        self.wait(1.2)
+        self.play(FadeIn(notes[3]), run_time=0.8)
+        self.wait(1)
+        cell_box = big.highlight_cell(row, col, HIGHLIGHT)
+        self.play(
+            FadeOut(row_box), FadeOut(col_box), FadeIn(cell_box), FadeIn(reading), run_time=1.2
+        )
+        self.wait(1)
+        self.play(
+            LaggedStart(
+                *(FadeIn(big.highlight_cell(i, i - 1, HIGHLIGHT)) for i in range(1, n_tokens)),
+                lag_ratio=0.15,
+            )
+            # where a previous-token head looks, drawn only when this one clearly does
+            if head["kind"] == "previous_token" and head["score"] >= PREVIOUS_TOKEN_CLEAR
+            else FadeIn(VGroup()),
+            run_time=1.5,
+        )
+        self.wait(3)
