@@ -56,6 +56,8 @@ fi
 }
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# Some machines list local package folders that do not exist; pip warns once per package.
+quiet_pip() { "${pip[@]}" "$@" 2>&1 | { grep -v 'is ignored: it is neither' || true; }; }
 
 torch_pin=$(grep -E '^torch==' requirements.txt)
 if [ "$TORCH" = cpu ]; then
@@ -63,21 +65,21 @@ if [ "$TORCH" = cpu ]; then
     local_wheel=$(ls "${PIP_FIND_LINKS:-/opt/wheels}"/torch-"${torch_pin#torch==}"+cpu-*.whl 2>/dev/null | head -n1 || true)
     if [ -n "$local_wheel" ]; then
         say "installing $torch_pin (CPU) from $local_wheel"
-        "${pip[@]}" "$local_wheel"
+        quiet_pip "$local_wheel"
     else
         say "installing $torch_pin (CPU) from download.pytorch.org/whl/cpu"
-        "${pip[@]}" "$torch_pin" --index-url https://download.pytorch.org/whl/cpu
+        quiet_pip "$torch_pin" --index-url https://download.pytorch.org/whl/cpu
     fi
 elif [ "$TORCH" = cuda ]; then
     say "installing $torch_pin (default PyPI build, CUDA on Linux)"
-    "${pip[@]}" "$torch_pin"
+    quiet_pip "$torch_pin"
 else
     echo "error: TORCH=$TORCH is not allowed; use TORCH=cpu or TORCH=cuda" >&2
     exit 2
 fi
 
 say "installing the pinned requirements"
-"${pip[@]}" -r requirements.txt -r requirements-test.txt 2>&1 | grep -v 'is ignored: it is neither' || true
+quiet_pip -r requirements.txt -r requirements-test.txt
 "$VENV/bin/python" -c 'import torch, manim, transformers' # fail here, not later, if pip failed
 echo "$want" >"$STAMP"
 say "done"
