@@ -22,13 +22,15 @@ To regenerate the control data after an intended change to how a scene looks:
 
 Regeneration renders each scene twice and stores the frame only if both renders are
 identical (a frame that is not reproducible would make a flaky golden test). Look at the
-new frames (`python tests/test_golden_frames.py --show DIR` writes them as PNGs) before you
-commit them.
+new frames before you commit them; this writes them as PNGs:
+
+    PYTHONPATH=. .venv/bin/python tests/test_golden_frames.py --show DIR
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +68,20 @@ class Golden:
     scene: str  # class name
     module: str
     gpt2: bool = False  # draws from a GPT-2 (then the tiny test checkpoint)
+    overrides: tuple[tuple[str, object], ...] = ()  # GOLDEN_PARAMS changed for this scene
+
+    def params(self, weights: str) -> VideoParams:
+        return VideoParams(
+            **{**GOLDEN_PARAMS.as_dict(), "weights": weights, **dict(self.overrides)}
+        )
 
 
 GOLDEN = (
     Golden("Hook", "scenes.hook"),
     Golden("CacheSizePerToken", "scenes.cache_size"),
+    Golden("NextToken", "scenes.next_token", gpt2=True),
+    # Named heads: "auto" scores heads on a reference text longer than the tiny model's context.
+    Golden("AttentionPatterns", "scenes.attention_patterns", True, (("heads", "0.1,0.3,1.0,1.2"),)),
 )
 
 
@@ -153,8 +164,7 @@ def render_golden(
     """The scene's final frame at 320x180, with GOLDEN_PARAMS and a private data cache."""
     from test_scenes import render_final_frame
 
-    params = VideoParams(**{**GOLDEN_PARAMS.as_dict(), "weights": weights})
-    monkeypatch.setenv(PARAMS_ENV, params.to_json())
+    monkeypatch.setenv(PARAMS_ENV, golden.params(weights).to_json())
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "scene_data"))
     monkeypatch.delenv(MANIFEST_DIR_ENV, raising=False)
     module = __import__(golden.module, fromlist=[golden.scene])
@@ -162,12 +172,21 @@ def render_golden(
     return np.ascontiguousarray(frame)
 
 
+@pytest.fixture(scope="module")
+def golden_gpt2_dir(tiny_gpt2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conftest's tiny GPT-2 copied to a folder with a fixed name: the scenes' caption names
+    the model's folder, and pytest numbers its temp folders."""
+    folder = tmp_path_factory.mktemp("golden") / "tiny-gpt2"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    return folder
+
+
 @pytest.fixture
 def weights_for(request):
     """Golden -> the weights folder its scene uses ("" when it draws no GPT-2)."""
 
     def weights(golden: Golden) -> str:
-        return str(request.getfixturevalue("tiny_gpt2_dir")) if golden.gpt2 else ""
+        return str(request.getfixturevalue("golden_gpt2_dir")) if golden.gpt2 else ""
 
     return weights
 
@@ -183,8 +202,7 @@ def test_final_frame_matches_the_control_data(golden, tmp_path, monkeypatch, wei
             f"{golden.scene}: two renders differ ({compare_frames(frame, again)}); "
             "a frame that is not reproducible cannot be a golden frame"
         )
-        params = VideoParams(**{**GOLDEN_PARAMS.as_dict(), "weights": weights})
-        save_control(golden.scene, frame, params)
+        save_control(golden.scene, frame, golden.params(weights))
     expected = load_control(golden.scene)
     diff = compare_frames(frame, expected)
     if not diff.ok:
@@ -243,7 +261,7 @@ def test_control_data_is_small_uint8_frames():
 
 if __name__ == "__main__":  # write the stored frames as PNGs to look at them
     if len(sys.argv) != 3 or sys.argv[1] != "--show":
-        sys.exit("usage: python tests/test_golden_frames.py --show DIR")
+        sys.exit("usage: PYTHONPATH=. python tests/test_golden_frames.py --show DIR")
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     for golden in GOLDEN:
