@@ -30,7 +30,9 @@ Layout and kernel choices, measured on a 2-core AMD EPYC (Zen 4) with plain torc
   stored transposed (`value_blocks`: [B, H, T / 128, d, 128]), where it is short contiguous
   dot products again.
 - GQA, MQA and absorbed MLA share each key row between many query rows (16, 128, 128), so
-  they are matrix-matrix products: plain matmul, where BLAS is fast, on [B, G, T, d] caches.
+  they are matrix-matrix products: plain matmul, where BLAS is fast, on [B, G, T, d] caches,
+  block by block over T for MQA and MLA (`_attend_shared_keys`). In bfloat16 the scores are
+  rounded to bfloat16 by the matmul before the float32 softmax.
 """
 
 from __future__ import annotations
@@ -247,20 +249,49 @@ def gqa_decode(
     batch, n_heads, head_dim = q.shape
     kv_heads = k_cache.shape[1]
     q_grouped = (q * scale).view(batch, kv_heads, n_heads // kv_heads, head_dim)  # [B, G, H/G, d]
-    weights = _softmax_over_tokens(torch.matmul(k_cache, q_grouped.transpose(-1, -2)))
-    out = torch.matmul(weights.transpose(-1, -2), v_cache)  # [B, G, H/G, d]
-    return out.reshape(batch, n_heads, head_dim)
+    out = _attend_shared_keys(q_grouped.transpose(-1, -2), k_cache, v_cache)  # [B, G, H/G, d]
+    return out.reshape(batch, n_heads, head_dim).to(q.dtype)
 
 
-def _softmax_over_tokens(scores_t: torch.Tensor) -> torch.Tensor:
-    """Softmax over T of scores stored [..., T, rows], in float32; returned in the input dtype.
+SHARED_KEYS_BLOCK = 2048  # tokens per block of `_attend_shared_keys`
+BLOCKWISE_MIN_ROWS = 64  # query rows per key row from which blocks pay off (MQA, MLA: 128)
 
-    The matrix-matrix kernels compute keys @ queries^T ([T, d] x [d, rows], one column of
-    scores per query row): with T as the long side this product runs faster than
-    queries @ keys^T on this CPU (bfloat16 up to 1.8x), and the softmax reads the columns.
-    The scale is folded into the queries beforehand, so the scores are never rescaled.
+
+def _attend_shared_keys(
+    queries_t: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """Attention of many query rows over the same keys: queries_t [..., d_k, rows] (already
+    scaled), keys [..., T, d_k], values [..., T, d_v] -> [..., rows, d_v] in float32.
+
+    Scores are computed as keys @ queries ([T, d_k] x [d_k, rows], one column of scores per
+    query row): with T as the long side this product runs faster than queries^T @ keys^T on
+    this CPU (bfloat16 up to 1.8x). With many rows (MQA, absorbed MLA: 128) the scores of a
+    whole cache are megabytes, so they are made block by block (flash-decoding): per block
+    of SHARED_KEYS_BLOCK tokens, scores, a running max and sum for the softmax, and the
+    weighted values, so the scores stay in cache. GQA's 16 rows make products too small for
+    that to pay: it does the whole context at once.
     """
-    return torch.softmax(_wide(scores_t), dim=-2).to(scores_t.dtype)
+    t, rows = keys.shape[-2], queries_t.shape[-1]
+    block = SHARED_KEYS_BLOCK if rows >= BLOCKWISE_MIN_ROWS else t
+    running_max = running_sum = out = None
+    for start in range(0, t, block):
+        scores = _wide(
+            torch.matmul(keys[..., start : start + block, :], queries_t)
+        )  # [.., c, rows]
+        block_max = scores.amax(dim=-2, keepdim=True)  # [..., 1, rows]
+        new_max = block_max if running_max is None else torch.maximum(running_max, block_max)
+        weights = torch.exp(scores - new_max)  # unnormalised softmax of this block
+        block_out = torch.matmul(
+            weights.to(values.dtype).transpose(-1, -2), values[..., start : start + block, :]
+        )  # [..., rows, d_v]
+        if running_max is None:
+            running_sum, out = weights.sum(dim=-2, keepdim=True), _wide(block_out)
+        else:
+            rescale = torch.exp(running_max - new_max)  # earlier blocks used a smaller max
+            running_sum = running_sum * rescale + weights.sum(dim=-2, keepdim=True)
+            out = out * rescale.transpose(-1, -2) + _wide(block_out)
+        running_max = new_max
+    return out / running_sum.transpose(-1, -2)
 
 
 def mla_naive_decode(
@@ -301,11 +332,9 @@ def mla_absorbed_decode(
     d_c = w_uk_t.shape[1]
     q_latent = _per_head_matvec(w_uk_t, q_nope).to(q_nope.dtype)  # [B, H, d_c]
     q_cat = torch.cat([q_latent, q_rope], dim=-1) * scale  # [B, H, d_c + d_R]
-    scores_t = torch.matmul(latent_cache, q_cat.transpose(-1, -2))  # [B, T, H]
-    weights = _softmax_over_tokens(scores_t)
     c_kv = latent_cache[..., :d_c]  # [B, T, d_c], a strided view: no copy
-    out_latent = torch.matmul(weights.transpose(-1, -2), c_kv)  # [B, H, d_c]
-    return _per_head_matvec(w_uv, out_latent).to(q_nope.dtype)  # [B, H, d_v]
+    out_latent = _attend_shared_keys(q_cat.transpose(-1, -2), latent_cache, c_kv)  # [B, H, d_c]
+    return _per_head_matvec(w_uv, out_latent.to(q_nope.dtype)).to(q_nope.dtype)  # [B, H, d_v]
 
 
 def _per_head_matvec(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from mla_core import decode_attention
 from mla_core.bench_decode import parse_contexts
 from mla_core.cli import main
 from mla_core.decode_attention import (
@@ -74,8 +75,16 @@ def test_mha_equals_reference(block: int) -> None:
             torch.testing.assert_close(out[b, i], expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.fixture(params=[2048, 3], ids=["one_block", "blocks_of_3"])
+def shared_keys_block(request, monkeypatch) -> int:
+    """Run the shared-key kernels over the whole context, then in blocks of 3 tokens."""
+    monkeypatch.setattr(decode_attention, "SHARED_KEYS_BLOCK", request.param)
+    monkeypatch.setattr(decode_attention, "BLOCKWISE_MIN_ROWS", 1)
+    return request.param
+
+
 @pytest.mark.parametrize("kv_heads", [SMALL.gqa_groups, 1], ids=["gqa", "mqa"])
-def test_gqa_and_mqa_equal_reference(kv_heads: int) -> None:
+def test_gqa_and_mqa_equal_reference(kv_heads: int, shared_keys_block: int) -> None:
     g = torch.Generator().manual_seed(kv_heads)
     h, d = SMALL.n_heads, SMALL.head_dim
     q = _randn(BATCH, h, d, generator=g)
@@ -143,7 +152,7 @@ def _absorbed(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
     )
 
 
-def test_mla_absorbed_equals_naive_equals_reference() -> None:
+def test_mla_absorbed_equals_naive_equals_reference(shared_keys_block: int) -> None:
     x = _mla_inputs(seed=11)
     scale = SMALL.qk_head_dim**-0.5
     expected = _mla_reference(x, scale)
