@@ -32,6 +32,26 @@ STORY: tuple[StoryScene, ...] = (
         "Hook", "scenes.hook", "the headline numbers: MLA's smaller KV cache and higher throughput"
     ),
     StoryScene(
+        "NextToken",
+        "scenes.next_token",
+        "GPT-2 tokenises the prompt and predicts the next token (top-k probabilities)",
+    ),
+    StoryScene(
+        "AttentionPatterns",
+        "scenes.attention_patterns",
+        "a gallery of real heads' attention patterns on the prompt, then one head enlarged",
+    ),
+    StoryScene(
+        "QueriesKeysValues",
+        "scenes.queries_keys_values",
+        "one head step by step: Q, K, V, q.k, scale, causal mask, softmax, pattern x V",
+    ),
+    StoryScene(
+        "KVCacheGrowth",
+        "scenes.kv_cache_growth",
+        "generating token by token: the KV cache grows, then scaled up to DeepSeek-V3",
+    ),
+    StoryScene(
         "CacheSizePerToken",
         "scenes.cache_size",
         "bytes of KV cache per token for MHA, GQA-8, MQA and MLA at DeepSeek-V3 size",

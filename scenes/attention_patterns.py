@@ -14,7 +14,6 @@ from manim import (
     LEFT,
     ORIGIN,
     RIGHT,
-    UP,
     FadeIn,
     FadeOut,
     Group,
@@ -97,7 +96,7 @@ class AttentionPatterns(VideoScene):
         )
         bar = ColorBar(PATTERN_SCALE, height=maps[-1].image.height, label_size=CAPTION_SIZE)
         bar.next_to(maps[-1].image, RIGHT, buff=0.35)
-        bar_title = text("attention", CAPTION_SIZE, MUTED).next_to(bar, UP, buff=0.15)
+        bar_title = text("attention", CAPTION_SIZE, MUTED).next_to(bar, DOWN, buff=0.2)
         gallery = Group(gallery_maps, names, bar, bar_title)
         fit_in(gallery, CONTENT_ZONE)
 

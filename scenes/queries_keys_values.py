@@ -259,33 +259,36 @@ class QueriesKeysValues(VideoScene):
             FadeOut(Group(grid, scaled, overlay, rows, pattern_title)),
             run_time=1,
         )
-        # V takes Q's place and the pattern's row moves along with it: weight p_j sits on
-        # the line of v_j
-        v_block.move_to(q_block)
-        v_name = names_over(("V", v_block, VALUE))
+        # V takes Q's place and the pattern's row moves along with it (weight p_j on the
+        # line of v_j); then z to the right; the whole picture is centred in the frame
         to_v = (q_block.get_right()[0] - k_block.get_right()[0]) * RIGHT
+        z_block = MatrixBlock(
+            z[r : r + 1], color=VALUE, show_cols=SHOW_COLS, digits=2, size=MATRIX_SIZE
+        ).scale(fit)
+        z_block.move_to([column_x + to_v[0] + 1.8 + z_block.width / 2, row_y[r], 0])
+        centring = (-(labels.get_left()[0] + z_block.get_right()[0]) / 2) * RIGHT
+        z_block.shift(centring)
+        v_block.move_to(q_block).shift(centring)
+        v_name = names_over(("V", v_block, VALUE))
         self.play(
-            Group(pattern_numbers, softmax_header).animate.shift(to_v),
+            Group(pattern_numbers, softmax_header).animate.shift(to_v + centring),
+            Group(labels, label_box).animate.shift(centring),
             FadeIn(v_block),
             FadeIn(v_name),
             run_time=1.2,
         )
-        column_x += to_v[0]
-        z_block = MatrixBlock(
-            z[r : r + 1], color=VALUE, show_cols=SHOW_COLS, digits=2, size=MATRIX_SIZE
-        ).scale(fit)
-        z_block.move_to([column_x + 1.8 + z_block.width / 2, row_y[r], 0])
+        column_x += to_v[0] + centring[0]
         arrows = VGroup(
             *(
                 Arrow(
-                    [column_x + 0.35, y, 0],
+                    [column_x + 0.35, row_y[j], 0],
                     z_block.get_left(),
                     buff=0.1,
                     color=MUTED,
                     stroke_width=2,
                     max_tip_length_to_length_ratio=0.06,
                 )
-                for y in row_y[: r + 1]
+                for j in range(r + 1)
             )
         )
         z_tex = math_tex("z", "=", r"\textstyle\sum_j", "p_j", r"\,", "v_j", size=LABEL_SIZE + 4)
