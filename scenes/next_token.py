@@ -12,9 +12,9 @@ from manim import (
     DOWN,
     LEFT,
     UP,
-    Arrow,
     FadeIn,
     FadeOut,
+    FadeTransform,
     GrowFromEdge,
     LaggedStart,
     ReplacementTransform,
@@ -103,24 +103,15 @@ class NextToken(VideoScene):
         header.next_to(chart, UP, buff=0.3).align_to(chart.bars, LEFT)
         block = VGroup(header, chart)
         block.move_to(CONTENT_ZONE.point(0.5, 0.0)).align_to(CONTENT_ZONE.point(0.5, 0.0), DOWN)
-        arrow = Arrow(
-            ids[: len(tokens)].get_bottom() + 0.1 * DOWN,
-            header.get_top() + 0.1 * UP,
-            buff=0.05,
-            color=MUTED,
-            stroke_width=3,
-            max_tip_length_to_length_ratio=0.25,
-        )
-
         self.play(Write(heading), run_time=1.2)
         self.play(FadeIn(sentence, shift=0.2 * UP), FadeIn(source), run_time=1.2)
         self.wait(1.2)
         # text -> tokens
-        self.play(ReplacementTransform(sentence, strip.cells[: len(tokens)]), run_time=1.5)
+        self.play(FadeTransform(sentence, strip.cells[: len(tokens)]), run_time=1.5)
         self.play(LaggedStart(*(FadeIn(i) for i in ids[: len(tokens)]), lag_ratio=0.1))
         self.wait(1.5)
         # tokens -> probabilities for every possible next token
-        self.play(GrowFromEdge(arrow, UP), FadeIn(header), run_time=1)
+        self.play(FadeIn(header, shift=0.2 * DOWN), run_time=1)
         for i in range(len(probabilities)):
             self.play(
                 FadeIn(chart.names[i]),
@@ -140,5 +131,5 @@ class NextToken(VideoScene):
             run_time=1.5,
         )
         self.wait(1.5)
-        self.play(FadeOut(box), FadeOut(arrow), run_time=0.6)
+        self.play(FadeOut(box), run_time=0.6)
         self.wait(2)
