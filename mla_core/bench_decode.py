@@ -437,6 +437,9 @@ def write_plot(report: dict, path: Path) -> None:
                         label=rows[0]["label"])  # fmt: skip
                 ax.plot(t, [r["floor_s"] * 1e3 for r in rows], "--", color=colors[variant])
             ax.set_xscale("log", base=2)
+            contexts = sorted({r["context"] for r in run["results"] if r["batch"] == batch})
+            ax.set_xticks(contexts, [_token_label(t) for t in contexts])
+            ax.minorticks_off()
             ax.set_yscale("log")
             ax.set_xlabel("context T (tokens)")
             ax.set_ylabel("decode step (ms)")
@@ -447,6 +450,10 @@ def write_plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def _token_label(tokens: int) -> str:
+    return f"{tokens // 1024}k" if tokens % 1024 == 0 else str(tokens)
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
