@@ -7,15 +7,11 @@ cache formula of mla_core.cache_size for the live cache's bytes at every step.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-import torch
 
 from mla_core import scene_data as sd
 from mla_core.errors import UserError
-from mla_core.tokenizer import gpt2_tokenizer
 
 # --- parameters -----------------------------------------------------------------------------
 
@@ -144,70 +140,7 @@ def test_code_version_hashes_the_sources():
     assert len(version) == 16 and int(version, 16) >= 0
 
 
-# --- data from a live model ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def tiny_params(tiny_gpt2_dir):
-    return sd.load_params(None, {"weights": str(tiny_gpt2_dir), "device": "cpu", "top_k": "3"})
-
-
-def test_prompt_attention_data(tiny_params, tmp_path, load_oracle, tiny_gpt2_dir):
-    cache = sd.DataCache(tmp_path)
-    data = sd.prompt_attention(tiny_params, cache)
-    tokenizer = gpt2_tokenizer()
-    ids = tokenizer.encode(tiny_params.prompt)
-    assert data["token_ids"].tolist() == ids == data.provenance["token_ids"]
-    assert data["tokens"] == tokenizer.display_tokens(ids)
-    pattern = data["pattern"]  # [L, H, T, T]
-    n_tokens = len(ids)
-    assert pattern.shape[2:] == (n_tokens, n_tokens)
-    np.testing.assert_allclose(pattern.sum(-1), 1.0, atol=1e-5)
-    above = np.triu(np.ones((n_tokens, n_tokens), dtype=bool), k=1)
-    assert np.all(pattern[..., above] == 0)
-    # the oracle: transformers' attentions and next-token distribution on the same weights
-    oracle = load_oracle(tiny_gpt2_dir)
-    with torch.no_grad():
-        out = oracle(torch.tensor([ids]), output_attentions=True)
-    expected = torch.stack(out.attentions)[:, 0].numpy()  # [L, H, T, T]
-    np.testing.assert_allclose(pattern, expected, atol=1e-5)
-    probabilities = torch.softmax(out.logits[0, -1], -1)
-    top = torch.topk(probabilities, 3)
-    assert [t["token_id"] for t in data["top_k"]] == top.indices.tolist()
-    np.testing.assert_allclose([t["probability"] for t in data["top_k"]], top.values, atol=1e-5)
-    assert data.provenance["model_sha256"] == sd._weights_source(str(tiny_gpt2_dir)).sha256
-    assert data.provenance["device"] == "cpu"
-    # the second call is served from the cache, equal to the first
-    again = sd.prompt_attention(tiny_params, cache)
-    assert cache.hits == 1
-    np.testing.assert_array_equal(again["pattern"], pattern)
-    json.dumps(sd.summarize(again))  # printable by `render.py data`
-
-
-def test_prompt_attention_with_bos(tiny_params, tmp_path):
-    params = sd.load_params(None, {**vars_of(tiny_params), "show_bos": "true"})
-    data = sd.prompt_attention(params, sd.DataCache(tmp_path))
-    assert data["token_ids"][0] == 50256 and data["bos"] is True
-
-
-def vars_of(params: sd.VideoParams) -> dict[str, str]:
-    return {
-        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.as_dict().items()
-    }
-
-
-def test_kv_cache_growth_counter_equals_the_live_cache(tiny_params, tmp_path):
-    data = sd.kv_cache_growth(tiny_params, sd.DataCache(tmp_path))
-    n_prompt = len(gpt2_tokenizer().encode(tiny_params.prompt))
-    steps = tiny_params.new_tokens
-    assert data["n_cached"].tolist() == list(range(n_prompt, n_prompt + steps))
-    # the cache formula (2 * layers * heads * head_dim * bytes per number, per token)...
-    per_token = 2 * data["n_layers"] * data["n_heads"] * data["head_dim"] * data["element_bytes"]
-    assert data["formula_bytes_per_token"] == per_token
-    # ...times the tokens cached equals the bytes the live cache held at every step
-    assert data["cache_bytes"].tolist() == [per_token * n for n in data["n_cached"].tolist()]
-    assert data["deepseek_v3_mha_bytes_per_token"] == 3_997_696
-    assert len(data["generated_tokens"]) == steps
+# --- the registry -------------------------------------------------------------------------------
 
 
 def test_scene_data_registry():
