@@ -107,10 +107,12 @@ def build_case(
         v_blocks = _random_value_blocks((b, h), t, dims.v_head_dim, dtype, device)
         return mla_naive_decode, (q_nope, q_rope, k_cache, v_blocks, scale)
     if variant == "mla_absorbed":
-        latent_cache = _random_fill((b, t, dims.latent_cache_dim), dtype, device)
+        c_kv_cache = _random_fill((b, t, dims.kv_lora_rank), dtype, device)
+        k_rope_cache = _random_fill((b, t, dims.qk_rope_head_dim), dtype, device)
         w_uk_t = randn(h, dims.kv_lora_rank, dims.qk_nope_head_dim) * dims.kv_lora_rank**-0.5
         w_uv = randn(h, dims.v_head_dim, dims.kv_lora_rank) * dims.kv_lora_rank**-0.5
-        return mla_absorbed_decode, (q_nope, q_rope, latent_cache, w_uk_t, w_uv, scale)
+        args = (q_nope, q_rope, c_kv_cache, k_rope_cache, w_uk_t, w_uv, scale)
+        return mla_absorbed_decode, args
     raise UserError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
 
 

@@ -8,7 +8,7 @@ and therefore in how many bytes they read per step (`step_cost` counts them):
     GQA-g        groups of H/g heads share a key/value head      [B, g, T, d]
     MQA          all heads share one key/value head              [B, 1, T, d]
     MLA naive    per-head keys (nope + rope) and values, expanded from the latent and cached
-    MLA absorbed only the latent c_KV and the shared RoPE key are cached    [B, T, d_c + d_R]
+    MLA absorbed only the latent c_KV and the shared RoPE key are cached  [B, T, d_c], [B, T, d_R]
 
 Every function takes the new token's queries (already projected, RoPE applied) and returns
 the per-head attention output o [B, H, d_v], before the output projection W_O. Softmax runs
@@ -258,11 +258,17 @@ BLOCKWISE_MIN_ROWS = 64  # query rows per key row from which blocks pay off (MQA
 
 
 def _attend_shared_keys(
-    queries_t: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    queries_t: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    rope_queries_t: torch.Tensor | None = None,
+    rope_keys: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of many query rows over the same keys: queries_t [..., d_k, rows] (already
     scaled), keys [..., T, d_k], values [..., T, d_v] -> [..., rows, d_v] in float32.
 
+    Optional rope_queries_t [..., d_R, rows] and rope_keys [..., T, d_R] add their scores
+    (absorbed MLA's decoupled RoPE part, kept apart so that the latent stays contiguous).
     Scores are computed as keys @ queries ([T, d_k] x [d_k, rows], one column of scores per
     query row): with T as the long side this product runs faster than queries^T @ keys^T on
     this CPU (bfloat16 up to 1.8x). With many rows (MQA, absorbed MLA: 128) the scores of a
@@ -275,21 +281,25 @@ def _attend_shared_keys(
     block = SHARED_KEYS_BLOCK if rows >= BLOCKWISE_MIN_ROWS else t
     running_max = running_sum = out = None
     for start in range(0, t, block):
-        scores = _wide(
-            torch.matmul(keys[..., start : start + block, :], queries_t)
-        )  # [.., c, rows]
+        tokens = slice(start, start + block)
+        scores = torch.matmul(keys[..., tokens, :], queries_t)  # [..., c, rows]
+        if rope_keys is not None:
+            scores = scores + torch.matmul(rope_keys[..., tokens, :], rope_queries_t)
+        scores = _wide(scores)
         block_max = scores.amax(dim=-2, keepdim=True)  # [..., 1, rows]
         new_max = block_max if running_max is None else torch.maximum(running_max, block_max)
         weights = torch.exp(scores - new_max)  # unnormalised softmax of this block
-        block_out = torch.matmul(
-            weights.to(values.dtype).transpose(-1, -2), values[..., start : start + block, :]
-        )  # [..., rows, d_v]
+        # [rows, c] in the values' dtype, cast and transposed in one pass
+        weights_t = weights.transpose(-1, -2).to(
+            values.dtype, memory_format=torch.contiguous_format
+        )
+        block_out = _wide(torch.matmul(weights_t, values[..., tokens, :]))  # [..., rows, d_v]
         if running_max is None:
-            running_sum, out = weights.sum(dim=-2, keepdim=True), _wide(block_out)
+            running_sum, out = weights.sum(dim=-2, keepdim=True), block_out
         else:
             rescale = torch.exp(running_max - new_max)  # earlier blocks used a smaller max
             running_sum = running_sum * rescale + weights.sum(dim=-2, keepdim=True)
-            out = out * rescale.transpose(-1, -2) + _wide(block_out)
+            out = out * rescale.transpose(-1, -2) + block_out
         running_max = new_max
     return out / running_sum.transpose(-1, -2)
 
@@ -315,25 +325,30 @@ def mla_naive_decode(
 def mla_absorbed_decode(
     q_nope: torch.Tensor,
     q_rope: torch.Tensor,
-    latent_cache: torch.Tensor,
+    c_kv_cache: torch.Tensor,
+    k_rope_cache: torch.Tensor,
     w_uk_t: torch.Tensor,
     w_uv: torch.Tensor,
     scale: float,
 ) -> torch.Tensor:
     """MLA attending directly over the cached latents (W_UK and W_UV absorbed).
 
-    q_nope [B, H, d_nope], q_rope [B, H, d_R]; latent_cache [B, T, d_c + d_R] holds c_KV and
-    k_R side by side; w_uk_t [H, d_c, d_nope] is W_UK^T per head (stored transposed once, so
+    q_nope [B, H, d_nope], q_rope [B, H, d_R]; c_kv_cache [B, T, d_c] and k_rope_cache
+    [B, T, d_R] are the 576 numbers per token (two arrays, so each is contiguous for the
+    matrix products); w_uk_t [H, d_c, d_nope] is W_UK^T per head (stored transposed once, so
     folding the query is a product over contiguous rows); w_uv [H, d_v, d_c]. Since
     q_nope . (W_UK c_KV) = (W_UK^T q_nope) . c_KV, the query is folded into latent space once,
-    and every head then scores the same cached rows: one matrix product for all heads.
-    Returns o [B, H, d_v].
+    and every head then scores the same cached rows: one matrix product for all heads, with
+    the latent as both key and value. Returns o [B, H, d_v].
     """
-    d_c = w_uk_t.shape[1]
-    q_latent = _per_head_matvec(w_uk_t, q_nope).to(q_nope.dtype)  # [B, H, d_c]
-    q_cat = torch.cat([q_latent, q_rope], dim=-1) * scale  # [B, H, d_c + d_R]
-    c_kv = latent_cache[..., :d_c]  # [B, T, d_c], a strided view: no copy
-    out_latent = _attend_shared_keys(q_cat.transpose(-1, -2), latent_cache, c_kv)  # [B, H, d_c]
+    q_latent = _per_head_matvec(w_uk_t, q_nope).to(q_nope.dtype) * scale  # [B, H, d_c]
+    out_latent = _attend_shared_keys(
+        q_latent.transpose(-1, -2),
+        c_kv_cache,
+        c_kv_cache,
+        rope_queries_t=(q_rope * scale).transpose(-1, -2),
+        rope_keys=k_rope_cache,
+    )  # [B, H, d_c]
     return _per_head_matvec(w_uv, out_latent.to(q_nope.dtype)).to(q_nope.dtype)  # [B, H, d_v]
 
 
@@ -355,19 +370,18 @@ def _fused_per_head_matvec(weights: torch.Tensor, x: torch.Tensor) -> torch.Tens
 
 
 def expand_latent_cache(
-    latent_cache: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor
+    c_kv_cache: torch.Tensor, k_rope_cache: torch.Tensor, w_uk: torch.Tensor, w_uv: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The naive MLA caches expanded from the latent one.
+    """The naive MLA caches expanded from the latent one: c_kv_cache [B, T, d_c], k_rope_cache
+    [B, T, d_R], w_uk [H, d_nope, d_c], w_uv [H, d_v, d_c].
 
     Returns k [B, H, T, d_nope + d_R] and v [B, H, T, d_v] (for `mla_naive_decode`, pass
     `value_blocks(v)`).
     """
-    d_c = w_uk.shape[-1]
-    c_kv, k_rope = latent_cache[..., :d_c], latent_cache[..., d_c:]
-    k_nope = torch.einsum("btc,hnc->bhtn", c_kv, w_uk)
-    n_heads, t = w_uk.shape[0], latent_cache.shape[1]
-    k_rope_per_head = k_rope.unsqueeze(1).expand(-1, n_heads, t, -1)
-    v = torch.einsum("btc,hvc->bhtv", c_kv, w_uv)
+    k_nope = torch.einsum("btc,hnc->bhtn", c_kv_cache, w_uk)
+    n_heads, t = w_uk.shape[0], c_kv_cache.shape[1]
+    k_rope_per_head = k_rope_cache.unsqueeze(1).expand(-1, n_heads, t, -1)
+    v = torch.einsum("btc,hvc->bhtv", c_kv_cache, w_uv)
     return torch.cat([k_nope, k_rope_per_head], dim=-1).contiguous(), v.contiguous()
 
 

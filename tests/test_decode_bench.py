@@ -123,7 +123,8 @@ def _mla_inputs(seed: int) -> dict[str, torch.Tensor]:
     return {
         "q_nope": _randn(BATCH, h, SMALL.qk_nope_head_dim, generator=g),
         "q_rope": _randn(BATCH, h, SMALL.qk_rope_head_dim, generator=g),
-        "latent_cache": _randn(BATCH, CONTEXT, SMALL.latent_cache_dim, generator=g),
+        "c_kv": _randn(BATCH, CONTEXT, SMALL.kv_lora_rank, generator=g),
+        "k_rope": _randn(BATCH, CONTEXT, SMALL.qk_rope_head_dim, generator=g),
         "w_uk": _randn(h, SMALL.qk_nope_head_dim, d_c, generator=g) * d_c**-0.5,
         "w_uv": _randn(h, SMALL.v_head_dim, d_c, generator=g) * d_c**-0.5,
     }
@@ -131,13 +132,12 @@ def _mla_inputs(seed: int) -> dict[str, torch.Tensor]:
 
 def _mla_reference(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
     """Every head's keys and values expanded token by token, then plain attention."""
-    d_c = SMALL.kv_lora_rank
     out = torch.empty(BATCH, SMALL.n_heads, SMALL.v_head_dim, dtype=torch.float64)
     for b in range(BATCH):
         for i in range(SMALL.n_heads):
             keys, values = [], []
             for t in range(CONTEXT):
-                c_kv, k_rope = x["latent_cache"][b, t, :d_c], x["latent_cache"][b, t, d_c:]
+                c_kv, k_rope = x["c_kv"][b, t], x["k_rope"][b, t]
                 keys.append(torch.cat([x["w_uk"][i] @ c_kv, k_rope]))  # k_i = [W_UK_i c ; k_R]
                 values.append(x["w_uv"][i] @ c_kv)  # v_i = W_UV_i c
             q = torch.cat([x["q_nope"][b, i], x["q_rope"][b, i]])
@@ -148,7 +148,7 @@ def _mla_reference(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
 def _absorbed(x: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
     w_uk_t = x["w_uk"].transpose(1, 2).contiguous()  # the kernel takes W_UK^T per head
     return mla_absorbed_decode(
-        x["q_nope"], x["q_rope"], x["latent_cache"], w_uk_t, x["w_uv"], scale
+        x["q_nope"], x["q_rope"], x["c_kv"], x["k_rope"], w_uk_t, x["w_uv"], scale
     )
 
 
@@ -157,7 +157,7 @@ def test_mla_absorbed_equals_naive_equals_reference(shared_keys_block: int) -> N
     scale = SMALL.qk_head_dim**-0.5
     expected = _mla_reference(x, scale)
 
-    k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
+    k_cache, v_cache = expand_latent_cache(x["c_kv"], x["k_rope"], x["w_uk"], x["w_uv"])
     assert k_cache.shape == (BATCH, SMALL.n_heads, CONTEXT, SMALL.qk_head_dim)
     naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, value_blocks(v_cache), scale)
     absorbed = _absorbed(x, scale)
@@ -172,7 +172,7 @@ def test_mla_absorbed_sees_the_rope_key() -> None:
     x = _mla_inputs(seed=12)
     scale = SMALL.qk_head_dim**-0.5
     before = _absorbed(x, scale)
-    x["latent_cache"][:, 3, SMALL.kv_lora_rank :] += 1.0
+    x["k_rope"][:, 3] += 1.0
     after = _absorbed(x, scale)
     assert (before - after).abs().max() > 1e-3
     torch.testing.assert_close(after, _mla_reference(x, scale), rtol=1e-12, atol=1e-12)
@@ -187,7 +187,7 @@ def test_compiled_matvec_equals_eager(dtype: torch.dtype) -> None:
     k = torch.randn(BATCH, 8, 40, 16, generator=g).to(dtype)
     v = torch.randn(BATCH, 8, 40, 16, generator=g).to(dtype)
     x = {name: t.to(dtype) for name, t in _mla_inputs(seed=4).items()}
-    k_cache, v_cache = expand_latent_cache(x["latent_cache"], x["w_uk"], x["w_uv"])
+    k_cache, v_cache = expand_latent_cache(x["c_kv"], x["k_rope"], x["w_uk"], x["w_uv"])
     v_blocks = value_blocks(v_cache, block=4)
     eager_mha = mha_decode(q, k, value_blocks(v), 0.25)
     eager_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
