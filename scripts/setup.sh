@@ -40,7 +40,7 @@ if ((${#missing[@]})); then
         exit 1
     fi
     "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq \
         "${missing[@]}" >/dev/null
 fi
 
