@@ -8,20 +8,24 @@ from transformers import DeepseekV3Config
 from mla_core.configs import DeepSeekConfig
 
 
+def hf_rope_parameters(cfg: DeepSeekConfig) -> dict:
+    """transformers' `rope_parameters` for our RoPE: plain, or YaRN with our scaling."""
+    if cfg.yarn is None:
+        return {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    return {
+        "rope_type": "yarn",
+        "rope_theta": cfg.rope_theta,
+        "factor": cfg.yarn.factor,
+        "original_max_position_embeddings": cfg.yarn.original_seq_len,
+        "beta_fast": cfg.yarn.beta_fast,
+        "beta_slow": cfg.yarn.beta_slow,
+        "mscale": cfg.yarn.mscale,
+        "mscale_all_dim": cfg.yarn.mscale,
+    }
+
+
 def hf_config(cfg: DeepSeekConfig, interleave: bool) -> DeepseekV3Config:
     """The transformers config describing the same model (all layers dense)."""
-    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
-    if cfg.yarn is not None:
-        rope = {
-            "rope_type": "yarn",
-            "rope_theta": cfg.rope_theta,
-            "factor": cfg.yarn.factor,
-            "original_max_position_embeddings": cfg.yarn.original_seq_len,
-            "beta_fast": cfg.yarn.beta_fast,
-            "beta_slow": cfg.yarn.beta_slow,
-            "mscale": cfg.yarn.mscale,
-            "mscale_all_dim": cfg.yarn.mscale,
-        }
     return DeepseekV3Config(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
@@ -40,7 +44,7 @@ def hf_config(cfg: DeepSeekConfig, interleave: bool) -> DeepseekV3Config:
         topk_group=1,
         num_experts_per_tok=2,
         max_position_embeddings=cfg.max_seq_len,
-        rope_parameters=rope,
+        rope_parameters=hf_rope_parameters(cfg),
         rope_interleave=interleave,
         rms_norm_eps=cfg.rms_norm_eps,
         tie_word_embeddings=cfg.tie_embeddings,

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from deepseek_oracle import hf_rope_parameters
 from transformers import DeepseekV3Config
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import apply_rotary_pos_emb
@@ -38,16 +39,7 @@ def test_yarn_frequencies_match_transformers(cfg):
         num_attention_heads=cfg.n_heads,
         qk_rope_head_dim=cfg.qk_rope_head_dim,
         max_position_embeddings=cfg.max_seq_len,
-        rope_parameters={
-            "rope_type": "yarn",
-            "rope_theta": cfg.rope_theta,
-            "factor": cfg.yarn.factor,
-            "original_max_position_embeddings": cfg.yarn.original_seq_len,
-            "beta_fast": cfg.yarn.beta_fast,
-            "beta_slow": cfg.yarn.beta_slow,
-            "mscale": cfg.yarn.mscale,
-            "mscale_all_dim": cfg.yarn.mscale,
-        },
+        rope_parameters=hf_rope_parameters(cfg),
     )
     inv_freq, cos_sin_factor = ROPE_INIT_FUNCTIONS["yarn"](hf)
     assert yarn_is_active(cfg)
