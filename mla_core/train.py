@@ -68,6 +68,8 @@ class TrainSettings:
     eval_windows: int
     precision: str  # "bf16" (autocast) or "fp32"
     position_init: str = "normal"  # "normal" (GPT-2's N(0, 0.02)) or "sinusoidal"
+    repeat_fraction: float = 0.0  # share of windows with a span of their own text repeated
+    position_std: float = 0.02  # std of the sinusoidal position init (GPT-2's init is 0.02)
 
 
 # --- learning rate and batches ----------------------------------------------------------
@@ -82,14 +84,47 @@ def learning_rate(step: int, s: TrainSettings) -> float:
 
 
 def batch_for_step(
-    ids: np.ndarray, step: int, batch_size: int, n_ctx: int, seed: int
+    ids: np.ndarray,
+    step: int,
+    batch_size: int,
+    n_ctx: int,
+    seed: int,
+    repeat_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of the token stream: inputs [B, T] and next-token targets [B, T]."""
+    """Random windows of the token stream: inputs [B, T] and next-token targets [B, T].
+
+    With `repeat_fraction` > 0, that share of the windows (on average) gets one span of its
+    own text copied to a later place (`plant_repeat`).
+    """
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(ids) - n_ctx - 1, size=batch_size)
     windows = np.stack([ids[s : s + n_ctx + 1] for s in starts]).astype(np.int64)
+    if repeat_fraction > 0:
+        for window in windows:
+            if rng.random() < repeat_fraction:
+                plant_repeat(window, rng)
     windows = torch.from_numpy(windows)
     return windows[:, :-1], windows[:, 1:]
+
+
+REPEAT_SPAN = (8, 128)  # shortest and longest repeated span, in tokens
+
+
+def plant_repeat(window: np.ndarray, rng: np.random.Generator) -> None:
+    """Copy a span of `window` over a later stretch of it, in place.
+
+    Text repeats itself (names, phrases, quoted lines), and a model that notices "this came
+    before, and what followed it then was B" can predict B again: the induction circuit, a
+    previous-token head feeding an induction head (Olsson et al. 2022). Wikipedia lead
+    sections are too short to repeat much, so some windows get one planted repeat. The span's
+    length, source and destination are random, so no fixed positional offset predicts the
+    copy: only looking up the earlier occurrence by content does.
+    """
+    n = len(window)
+    length = int(rng.integers(REPEAT_SPAN[0], min(REPEAT_SPAN[1], n // 2) + 1))
+    source = int(rng.integers(0, n - 2 * length + 1))
+    target = int(rng.integers(source + length, n - length + 1))
+    window[target : target + length] = window[source : source + length]
 
 
 def sinusoidal_positions(n_ctx: int, n_embd: int, std: float = 0.02) -> torch.Tensor:
@@ -272,7 +307,9 @@ def train(
     model = GPT2(config)
     if s.position_init == "sinusoidal":
         with torch.no_grad():
-            model.wpe.weight.copy_(sinusoidal_positions(config.n_ctx, config.n_embd))
+            model.wpe.weight.copy_(
+                sinusoidal_positions(config.n_ctx, config.n_embd, std=s.position_std)
+            )
     model = model.to(device)
     optimizer = build_optimizer(model, s)
     autocast_dtype = torch.bfloat16 if s.precision == "bf16" else None
@@ -298,7 +335,9 @@ def train(
         lr = learning_rate(step, s)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = batch_for_step(train_ids, step, s.batch_size, s.n_ctx, s.seed)
+        inputs, targets = batch_for_step(
+            train_ids, step, s.batch_size, s.n_ctx, s.seed, s.repeat_fraction
+        )
         inputs, targets = inputs.to(device), targets.to(device)
         with torch.autocast(
             device_type=device, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
@@ -313,7 +352,7 @@ def train(
         history["step"].append(step + 1)
         history["train_loss"].append(round(loss.item(), 5))
         history["lr"].append(lr)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", refresh=False)
         done = step + 1
         if done % s.eval_every == 0 or done == s.steps:
             model.eval()
@@ -323,12 +362,16 @@ def train(
                 enabled=bool(autocast_dtype),
             ):
                 val = validation_loss(model, val_ids, s.n_ctx, s.eval_windows)
+            heads = best_head_scores(model)
             history["val_step"].append(done)
             history["val_loss"].append(round(val, 5))
+            for kind, score in heads.items():
+                history.setdefault(f"best_{kind}", []).append(round(score, 4))
             bar.write(
                 f"step {done}/{s.steps}: train loss {np.mean(history['train_loss'][-50:]):.4f} "
                 f"(mean of last 50), val loss {val:.4f} ({s.eval_windows} windows), "
-                f"{time.time() - started:.0f} s"
+                f"best previous-token head {heads['previous_token']:.3f}, "
+                f"induction {heads['induction']:.3f}, {time.time() - started:.0f} s"
             )
         if done % checkpoint_every == 0 or done == s.steps:
             history["wall_time_s"] = seconds_before + time.time() - started
@@ -431,14 +474,47 @@ def write_model_folder(
     return summary
 
 
+@torch.no_grad()
+def best_head_scores(model: GPT2) -> dict[str, float]:
+    """The highest score of each kind over all heads, tracked during training."""
+    from mla_core.head_scores import SCORE_KINDS, measure_head_scores
+
+    scores = measure_head_scores(model)
+    return {kind: float(scores.kind(kind).max()) for kind in SCORE_KINDS}
+
+
 def head_score_summary(model: GPT2) -> dict:
-    """The most typical head of each kind and its score (`mla_core.head_scores`)."""
+    """Every head's scores and the most typical head of each kind (`mla_core.head_scores`)."""
     from mla_core.head_scores import measure_head_scores, typical_heads
 
+    scores = measure_head_scores(model)
     return {
-        kind: {"head": pick.name, "score": round(pick.score, 4)}
-        for kind, pick in typical_heads(measure_head_scores(model)).items()
+        "best": {
+            kind: {"head": pick.name, "score": round(pick.score, 4)}
+            for kind, pick in typical_heads(scores).items()
+        },
+        "all": scores.as_dict()["heads"],
     }
+
+
+def refresh_model_card(model_dir: Path) -> None:
+    """Rewrite MODEL.md, loss_curve.png and the head scores in training.json from the shipped
+    weights and the recorded history (after a change to the card's template; no training)."""
+    from mla_core.weights import load_gpt2_from_dir
+
+    record_file = Path(model_dir) / TRAINING_FILE
+    summary = json.loads(record_file.read_text(encoding="utf-8"))
+    summary["head_scores"] = head_score_summary(load_gpt2_from_dir(model_dir))
+    tokens_per_step = summary["batch_size"] * summary["n_ctx"]
+    plot_loss_curve(summary["history"], tokens_per_step, Path(model_dir) / "loss_curve.png")
+    _write_text(record_file, json.dumps(summary, indent=1) + "\n")
+    _write_text(Path(model_dir) / "MODEL.md", model_card(summary))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def to_float16(weights_file: Path, config_file: Path) -> None:
@@ -477,7 +553,9 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
     smooth = (
         np.convolve(train, np.ones(window) / window, mode="valid") if len(train) > window else train
     )
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    heads = [kind for kind in ("previous_token", "induction") if history.get(f"best_{kind}")]
+    fig, axes = plt.subplots(1, 2 if heads else 1, figsize=(12 if heads else 7, 4), dpi=110)
+    ax = axes[0] if heads else axes
     ax.plot(steps, train, color="#bbbbbb", lw=0.6, label="training batch loss")
     ax.plot(
         steps[len(steps) - len(smooth) :],
@@ -499,9 +577,71 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
     ax.set_title("demo-gpt2: training on Wikipedia summaries")
     ax.grid(alpha=0.3)
     ax.legend()
+    if heads:
+        from mla_core.head_scores import SCORE_LABELS
+
+        ax = axes[1]
+        for kind, colour in zip(heads, ("#2ca02c", "#9467bd"), strict=False):
+            ax.plot(
+                history["val_step"],
+                history[f"best_{kind}"],
+                "o-",
+                color=colour,
+                ms=3,
+                label=f"best {SCORE_LABELS[kind]} score",
+            )
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("score of the best head (0..1)")
+        ax.set_title("attention heads finding their roles (mla_core.head_scores)")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def head_section(head_scores: dict) -> str:
+    """The card's table of attention heads: the best of each kind, then every head."""
+    from mla_core.head_scores import SCORE_KINDS, SCORE_LABELS
+
+    best = head_scores.get("best", head_scores)  # older records kept only the best
+    rows = "".join(
+        f"| {SCORE_LABELS[kind]} | {pick['head']} | {pick['score']:.3f} |\n"
+        for kind, pick in best.items()
+    )
+    text = (
+        "\n## Attention heads (`python -m mla_core heads`)\n"
+        "The highest-scoring head of each kind (scores in [0, 1]; a head that attends "
+        "uniformly over ~90 tokens scores about 0.05 on previous-token and first-token):\n\n"
+        f"| score | head | value |\n|---|---|---|\n{rows}"
+    )
+    previous = best["previous_token"]
+    if previous["score"] > 0.5:
+        text += (
+            f"\nHead {previous['head']} is a clear previous-token head: on ordinary text it puts "
+            f"{previous['score']:.0%} of its attention on the token just before.\n"
+        )
+    else:
+        text += (
+            "\nNo head is a clear previous-token head yet (none above 0.5): with the tokens "
+            "this run could afford, the heads still attend by content, not by position. "
+            "Position-based heads need far more training tokens (`--device cuda`).\n"
+        )
+    if "all" in head_scores:
+        header = " | ".join(SCORE_LABELS[kind] for kind in SCORE_KINDS)
+        lines = "".join(
+            f"| {h['layer']}.{h['head']} | "
+            + " | ".join(f"{h[kind]:.3f}" for kind in SCORE_KINDS)
+            + " |\n"
+            for h in head_scores["all"]
+        )
+        text += (
+            "\nEvery head (previous-token and first-token measured on a short English text, "
+            "duplicate-token and induction on random tokens repeated twice):\n\n"
+            f"| head | {header} |\n|---|" + "---:|" * len(SCORE_KINDS) + f"\n{lines}"
+        )
+    return text
 
 
 def model_card(t: dict) -> str:
@@ -510,30 +650,20 @@ def model_card(t: dict) -> str:
     mb = t["weights_bytes"] / 1e6
     position_init = {
         "normal": "N(0, 0.02) like GPT-2",
-        "sinusoidal": "to the Transformer's sinusoids (scaled to std 0.02), so that heads "
-        "can learn relative offsets such as 'one token back' early",
+        "sinusoidal": "to the Transformer's sinusoids (scaled to std "
+        f"{t['settings'].get('position_std', 0.02):g}), so that heads can learn relative offsets "
+        "such as 'one token back' early",
     }[t["settings"].get("position_init", "normal")]
     notes = f"\n| note | {t['note']} |" if t.get("note") else ""
-    heads = ""
-    if t.get("head_scores"):
-        from mla_core.head_scores import SCORE_LABELS
-
-        rows = "".join(
-            f"| {SCORE_LABELS[kind]} | {pick['head']} | {pick['score']:.3f} |\n"
-            for kind, pick in t["head_scores"].items()
-        )
-        heads = (
-            "\n## Attention heads (`python -m mla_core heads`)\n"
-            "The highest-scoring head of each kind (scores in [0, 1]; a head that attends "
-            "uniformly over ~90 tokens scores about 0.05 on previous-token and first-token):\n\n"
-            f"| score | head | value |\n|---|---|---|\n{rows}"
-        )
-        if t["head_scores"]["previous_token"]["score"] <= 0.5:
-            heads += (
-                "\nNo head is a clear previous-token head yet (none above 0.5): with the tokens "
-                "this run could afford, the heads still attend by content, not by position. "
-                "A longer run (more steps, or `--device cuda`) is needed for that structure.\n"
-            )
+    heads = head_section(t["head_scores"]) if t.get("head_scores") else ""
+    repeats = t["settings"].get("repeat_fraction", 0.0)
+    repeat_row = (
+        f"\n| planted repeats | {repeats:.0%} of the training windows get one span of their own "
+        f"text ({REPEAT_SPAN[0]}-{REPEAT_SPAN[1]} tokens, random place) copied later in the "
+        "window, so that copying pays off; validation text has none |"
+        if repeats
+        else ""
+    )
     return f"""# demo-gpt2: the project's embedded GPT-2-architecture model
 
 A small model with the GPT-2 architecture and the exact GPT-2 tokenizer (50,257-token BPE),
@@ -574,7 +704,7 @@ validation; `heldout_slice.json` ships {t["heldout_slice_tokens"]} tokens of the
 lr {t["settings"]["lr"]:g} after {t["settings"]["warmup_steps"]} warm-up steps, cosine to \
 {t["settings"]["min_lr"]:g}, gradient clip {t["settings"]["grad_clip"]} |
 | precision | {t["settings"]["precision"]} autocast, fp32 master weights; shipped as float16 |
-| position embedding | learned, as in GPT-2; initialised {position_init} |
+| position embedding | learned, as in GPT-2; initialised {position_init} |{repeat_row}
 | seed | {t["seed"]} |
 | wall time | {t["wall_time_s"] / 60:.1f} min on {t["threads"]} CPU threads \
 (torch {t["torch_version"]}) |{notes}
@@ -637,6 +767,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="sinusoidal",
         help="starting values of the learned position embedding (default sinusoidal)",
     )
+    p.add_argument(
+        "--position-std",
+        type=float,
+        default=0.02,
+        help="std of the sinusoidal position init (0.02 = GPT-2's init scale)",
+    )
+    p.add_argument(
+        "--repeat-fraction",
+        type=float,
+        default=0.0,
+        help="share of training windows given one repeated span of their own text (0..1)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
@@ -663,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)} must be >= 1")
         if args.warmup_steps < 0 or args.warmup_steps >= args.steps:
             raise UserError(f"--warmup-steps {args.warmup_steps} must be in 0..steps-1")
+        if not args.position_std > 0:
+            raise UserError(f"--position-std {args.position_std} must be > 0")
+        if not 0.0 <= args.repeat_fraction <= 1.0:
+            raise UserError(f"--repeat-fraction {args.repeat_fraction} must be in 0..1")
         device = check_device(args.device)
         if args.threads is not None:
             if args.threads < 1:
@@ -688,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
             eval_windows=args.eval_windows,
             precision=args.precision,
             position_init=args.position_init,
+            repeat_fraction=args.repeat_fraction,
+            position_std=args.position_std,
         )
         # The command as it would be typed again (without --resume: resuming changes nothing).
         command = "python -m mla_core.train " + shlex.join(a for a in argv if a != "--resume")
