@@ -70,6 +70,7 @@ class TrainSettings:
     position_init: str = "normal"  # "normal" (GPT-2's N(0, 0.02)) or "sinusoidal"
     repeat_fraction: float = 0.0  # share of windows with a span of their own text repeated
     position_std: float = 0.02  # std of the sinusoidal position init (GPT-2's init is 0.02)
+    fused_adamw: bool = False  # torch's fused AdamW kernel: same maths, fewer passes over memory
 
 
 # --- learning rate and batches ----------------------------------------------------------
@@ -274,7 +275,9 @@ def build_optimizer(model: GPT2, s: TrainSettings) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": s.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.95), eps=1e-8)
+    return torch.optim.AdamW(
+        groups, lr=s.lr, betas=(0.9, 0.95), eps=1e-8, fused=True if s.fused_adamw else None
+    )
 
 
 def train(
@@ -779,6 +782,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of training windows given one repeated span of their own text (0..1)",
     )
+    p.add_argument(
+        "--fused-adamw",
+        action="store_true",
+        help="use torch's fused AdamW (faster for small batches; rounding differs slightly)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
@@ -836,6 +844,7 @@ def main(argv: list[str] | None = None) -> int:
             position_init=args.position_init,
             repeat_fraction=args.repeat_fraction,
             position_std=args.position_std,
+            fused_adamw=args.fused_adamw,
         )
         # The command as it would be typed again (without --resume: resuming changes nothing).
         command = "python -m mla_core.train " + shlex.join(a for a in argv if a != "--resume")

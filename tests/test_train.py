@@ -183,7 +183,7 @@ def test_a_tiny_run_writes_a_verified_model_folder(tmp_path, monkeypatch, capsys
         "--n-head", "2", "--n-embd", "64", "--warmup-steps", "1", "--eval-every", "2",
         "--eval-windows", "2", "--val-fraction", "0.2", "--precision", "fp32",
         "--position-init", "sinusoidal", "--position-std", "0.1", "--repeat-fraction", "0.5",
-        "--threads", "1", "--device", "cpu", "--out", str(out),
+        "--fused-adamw", "--threads", "1", "--device", "cpu", "--out", str(out),
         "--checkpoint-dir", str(tmp_path / "checkpoint"),
     ]  # fmt: skip
     assert main(argv) == 0
@@ -191,6 +191,7 @@ def test_a_tiny_run_writes_a_verified_model_folder(tmp_path, monkeypatch, capsys
     assert record["steps"] == 4 and len(record["history"]["train_loss"]) == 4
     assert record["settings"]["repeat_fraction"] == 0.5
     assert record["settings"]["position_std"] == 0.1
+    assert record["settings"]["fused_adamw"] is True
     # head scores tracked at every evaluation, then every head scored on the shipped weights
     assert record["history"]["val_step"] == [2, 4]
     assert len(record["history"]["best_previous_token"]) == 2
