@@ -9,6 +9,9 @@ What one run does, top to bottom:
 3. training: AdamW, linear warm-up then cosine decay, gradient clipping; the batch of step s
    is drawn by a generator seeded with (seed, s), so a run resumed from a checkpoint sees the
    same batches as one that never stopped; bfloat16 autocast for speed (master weights fp32);
+   optionally some windows get a planted repeat of their own text (`--repeat-fraction`);
+   at every validation check every head is scored (`mla_core.head_scores`) and the best
+   previous-token and induction scores are logged, so a run shows whether heads form;
 4. a checkpoint (safetensors + json, never a pickle) every `--checkpoint-every` steps;
 5. the model folder (written to a temporary folder, then renamed into place): config.json,
    model.safetensors (float16, Hugging Face GPT-2 layout via `mla_core.weights.save_gpt2`),
