@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from mla_core.atomic import write_atomically  # noqa: E402
 from mla_core.cli import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
 from mla_core.scene_data import (  # noqa: E402
@@ -431,11 +432,10 @@ def concat_videos(
     width, height = next(iter(sizes.values()))
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".mp4", dir=output.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
     frames = 0
-    try:
+
+    def encode(tmp: Path) -> None:
+        nonlocal frames
         with av.open(str(tmp), mode="w", format="mp4") as out:
             stream = out.add_stream("libx264", rate=fps)
             stream.width, stream.height = width, height
@@ -452,9 +452,8 @@ def concat_videos(
                         frames += 1
             out.mux(stream.encode(None))  # flush the encoder
         _make_readable(tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomically(output, encode)
     return frames
 
 
@@ -609,14 +608,13 @@ def _run_data(args: argparse.Namespace) -> int:
     if args.save is not None:
         meta = json.dumps(data.meta, ensure_ascii=False)
         args.save.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=args.save.parent, prefix=".data.", suffix=".npz")
-        os.close(handle)
-        try:
-            np.savez(tmp, meta_json=np.array(meta), **data.arrays)
-            _make_readable(Path(tmp))
-            os.replace(tmp, args.save)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+                np.savez(f, meta_json=np.array(meta), **data.arrays)
+            _make_readable(tmp)
+
+        write_atomically(args.save, save)
         print(f"saved {len(data.arrays)} array(s) and meta_json to {args.save}")
         return 0
     print(json.dumps(summarize(data), indent=2, ensure_ascii=False))
@@ -660,28 +658,21 @@ def _make_readable(path: Path) -> None:
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    handle, tmp = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
-    )
-    os.close(handle)
-    try:
+    def copy(tmp: Path) -> None:
         shutil.copyfile(source, tmp)
-        _make_readable(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        _make_readable(tmp)
+
+    write_atomically(target, copy)
 
 
 def _write_text_atomically(target: Path, content: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(content)
-        _make_readable(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(content, encoding="utf-8")
+        _make_readable(tmp)
+
+    write_atomically(target, write)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mla_core.atomic import write_text_atomically  # noqa: E402
 from mla_core.capture import capture_attention  # noqa: E402
 from mla_core.configs import GPT2_SMALL  # noqa: E402
 from mla_core.gpt2 import GPT2  # noqa: E402
@@ -143,10 +144,7 @@ def main() -> int:
         print(f"{'peak CUDA memory':<36}{results['peak_cuda_bytes'] / 2**30:>10.2f}GiB")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=RESULTS.parent, prefix=".gpt2_bench.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp_name, RESULTS)
+    write_text_atomically(RESULTS, json.dumps(results, indent=2))
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from manim import ManimColor, Scene, Square, VGroup, tempconfig  # noqa: E402
 from manim import __version__ as manim_version  # noqa: E402
 
+from mla_core.atomic import write_text_atomically  # noqa: E402
 from render import QUALITIES  # noqa: E402
 from scenes.components import BACKGROUND, PATTERN_SCALE, ColorScale, Heatmap  # noqa: E402
 
@@ -207,9 +208,7 @@ def main() -> int:
         )
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_name(RESULTS.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS)
+    write_text_atomically(RESULTS, json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import render  # noqa: E402
+from mla_core.atomic import write_text_atomically  # noqa: E402
 from mla_core.scene_data import CACHE_DIR_ENV  # noqa: E402
 from scenes import STORY, find_scene  # noqa: E402
 
@@ -202,9 +203,7 @@ def main() -> int:
     suffix = "_partial" if args.scenes else ""
     path = RESULTS_DIR / f"render_bench_{quality.name}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp_path, path)
+    write_text_atomically(path, json.dumps(results, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mla_core.atomic import write_atomically
 from mla_core.decode_attention import (
     VALUE_BLOCK,
     VARIANT_LABELS,
@@ -407,7 +407,8 @@ def format_table(report: dict) -> str:
 
 def write_json(report: dict, path: Path) -> None:
     """Write the report as JSON via a temporary file renamed into place."""
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
 
 
 def write_plot(report: dict, path: Path) -> None:
@@ -450,25 +451,13 @@ def write_plot(report: dict, path: Path) -> None:
             ax.legend(fontsize=8)
     fig.suptitle(f"One attention layer, DeepSeek-V3 widths, {report['device_name']}")
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
 def _token_label(tokens: int) -> str:
     return f"{tokens // 1024}k" if tokens % 1024 == 0 else str(tokens)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def parse_contexts(values: Sequence[str]) -> list[int]:

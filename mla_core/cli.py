@@ -258,11 +258,11 @@ def _run_attention(args: argparse.Namespace) -> int:
 def _save_npz(
     path: str, head: dict, capture: AttentionCapture, args: argparse.Namespace, weights: dict
 ) -> None:
-    import os
-    import tempfile
     from pathlib import Path
 
     import numpy as np
+
+    from mla_core.atomic import write_npz_atomically
 
     target = Path(path)
     if not target.parent.is_dir():
@@ -276,14 +276,7 @@ def _save_npz(
         "weights_description": np.array(weights["description"]),
         "weights_sha256": np.array(weights["sha256"]),
     }
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **head, **meta)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_npz_atomically(target, {**head, **meta})
 
 
 # --- bench ------------------------------------------------------------------------------

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from mla_core.atomic import write_atomically, write_text_atomically
 from mla_core.cache_size import CacheDims, bytes_per_token
 from mla_core.configs import GPT2Config
 from mla_core.errors import UserError
@@ -343,9 +342,8 @@ def save_converted(model: GPT2, folder: str | Path, source: dict | None = None) 
         "base_weights": source or {},
         "cache_bytes_per_token_fp16": cache_bytes_per_token(model.config, model.mla_rank),
     }
-    _atomic(folder / CONVERTED_WEIGHTS, lambda p: save_file(tensors, str(p)))
-    text = json.dumps(meta, indent=2) + "\n"
-    _atomic(folder / CONVERTED_META, lambda p: p.write_text(text, encoding="utf-8"))
+    write_atomically(folder / CONVERTED_WEIGHTS, lambda p: save_file(tensors, str(p)))
+    write_text_atomically(folder / CONVERTED_META, json.dumps(meta, indent=2) + "\n")
     return folder
 
 
@@ -378,14 +376,3 @@ def load_converted(folder: str | Path, base: GPT2) -> GPT2:
             attn.load_state_dict(state)
             layers.append(attn)
     return with_attention(base, layers, rank)
-
-
-def _atomic(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -17,14 +17,13 @@ Shapes: T tokens, C = n_embd (hidden), r = d_c (the latent), D = head width, d_R
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mla_core import atomic
 from mla_core.capture import AttentionCapture, capture_attention, prompt_token_ids
 from mla_core.deepseek import DeepSeekModel
 from mla_core.errors import UserError
@@ -361,11 +360,4 @@ def write_npz_atomically(target: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez to a temporary file in the same folder, renamed into place."""
     if not target.parent.is_dir():
         raise UserError(f"--out {str(target)!r}: the folder {str(target.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic.write_npz_atomically(target, arrays)

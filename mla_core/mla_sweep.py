@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from mla_core.atomic import write_text_atomically
 from mla_core.errors import UserError
 from mla_core.gpt2 import GPT2
 from mla_core.gpt2_to_mla import cache_bytes_per_token, convert_gpt2, kv_spectrum
@@ -174,15 +173,7 @@ def text_provenance(path: Path, description: str) -> dict:
 def write_json_atomically(obj: dict, target: Path) -> None:
     if not target.parent.is_dir():
         raise UserError(f"--out {str(target)!r}: the folder {str(target.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomically(target, json.dumps(obj, indent=2) + "\n")
 
 
 def format_table(result: dict) -> str:

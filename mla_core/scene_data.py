@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from mla_core.atomic import write_atomically
 from mla_core.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -292,13 +292,7 @@ class DataCache:
         header = {"key": key, "kind": data.kind, "meta": data.meta, "checksum": data.checksum()}
         buffer = io.BytesIO()
         np.savez(buffer, __header__=np.array(json.dumps(header)), **data.arrays)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buffer.getvalue())
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomically(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 # --- 3. the data functions ------------------------------------------------------------------

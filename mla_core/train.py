@@ -506,6 +506,7 @@ def head_score_summary(model: GPT2) -> dict:
 def refresh_model_card(model_dir: Path) -> None:
     """Rewrite MODEL.md, loss_curve.png and the head scores in training.json from the shipped
     weights and the recorded history (after a change to the card's template; no training)."""
+    from mla_core.atomic import write_text_atomically
     from mla_core.weights import load_gpt2_from_dir
 
     record_file = Path(model_dir) / TRAINING_FILE
@@ -513,14 +514,8 @@ def refresh_model_card(model_dir: Path) -> None:
     summary["head_scores"] = head_score_summary(load_gpt2_from_dir(model_dir))
     tokens_per_step = summary["batch_size"] * summary["n_ctx"]
     plot_loss_curve(summary["history"], tokens_per_step, Path(model_dir) / "loss_curve.png")
-    _write_text(record_file, json.dumps(summary, indent=1) + "\n")
-    _write_text(Path(model_dir) / "MODEL.md", model_card(summary))
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(record_file, json.dumps(summary, indent=1) + "\n")
+    write_text_atomically(Path(model_dir) / "MODEL.md", model_card(summary))
 
 
 def to_float16(weights_file: Path, config_file: Path) -> None:

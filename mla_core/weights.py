@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from mla_core.atomic import write_atomically, write_text_atomically
 from mla_core.configs import GPT2Config, gpt2_config_from_hf, load_config_json
 from mla_core.errors import UserError
 from mla_core.gpt2 import GPT2
@@ -371,25 +370,14 @@ def save_gpt2(model: GPT2, folder: str | Path, write_sha256: bool = True) -> Pat
         tensors["transformer." + name] = tensor.contiguous()
 
     config_text = json.dumps(hf_config_dict(model.config), indent=2) + "\n"
-    _write_atomically(folder / CONFIG_FILE, lambda p: p.write_text(config_text, encoding="utf-8"))
-    _write_atomically(
+    write_text_atomically(folder / CONFIG_FILE, config_text)
+    write_atomically(
         folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"})
     )
     if write_sha256:
         digest = sha256_of_file(folder / WEIGHTS_FILE)
         line = f"{digest}\n"
-        _write_atomically(folder / SHA256_FILE, lambda p: p.write_text(line, encoding="utf-8"))
+        write_text_atomically(folder / SHA256_FILE, line)
     else:
         (folder / SHA256_FILE).unlink(missing_ok=True)  # a stale digest would refuse the new file
     return folder
-
-
-def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -42,6 +42,7 @@ from manim import (
 )
 from manim.constants import RESAMPLING_ALGORITHMS
 
+from mla_core.atomic import write_text_atomically
 from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene, params_from_env
 
 # --- colour language ---------------------------------------------------------------------
@@ -672,9 +673,7 @@ def write_scene_record(scene: VideoScene, folder: Path) -> Path:
     }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['scene']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(record, indent=2, ensure_ascii=False))
     return path
 
 

@@ -1,0 +1,46 @@
+"""Writing a file so that a reader sees the old file or the new one, never half of one.
+
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
+    write_text_atomically(path, text)
+    write_npz_atomically(path, {"pattern": pattern})
+
+The new content goes to a temporary file in the target's own folder (so the final rename
+stays on one file system and is atomic), which is then renamed over the target; if writing
+fails, the temporary file is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` on a temporary file beside `target`, then rename it into place."""
+    target = Path(target)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """`text` as UTF-8, written atomically."""
+    write_atomically(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_npz_atomically(target: Path, arrays: dict) -> None:
+    """`np.savez` of `arrays`, written atomically."""
+    import numpy as np
+
+    def savez(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a bare path
+            np.savez(f, **arrays)
+
+    write_atomically(target, savez)
