@@ -27,12 +27,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mla_core.analysis.capture import capture_attention  # noqa: E402
 from mla_core.atomic import write_text_atomically  # noqa: E402
-from mla_core.capture import capture_attention  # noqa: E402
-from mla_core.configs import GPT2_SMALL  # noqa: E402
-from mla_core.gpt2 import GPT2  # noqa: E402
-from mla_core.kv_cache import KVCache  # noqa: E402
-from mla_core.weights import check_device, load_gpt2_from_dir, resolve_weights, save_gpt2  # noqa: E402
+from mla_core.loading.weights import check_device, load_gpt2_from_dir, resolve_weights, save_gpt2  # noqa: E402
+from mla_core.models.configs import GPT2_SMALL  # noqa: E402
+from mla_core.models.gpt2 import GPT2  # noqa: E402
+from mla_core.models.kv_cache import KVCache  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gpt2_bench.json"
 

@@ -3,7 +3,7 @@
 A gallery of real heads' attention patterns on the prompt (the heads mla_core scores as
 most typical of their kind, unless video.toml names others), all on ONE fixed 0..1 colour
 scale, then the first head enlarged and read: a row is a token looking back, a column a
-token being looked at. Data: `mla_core.gpt2_scene_data.attention_gallery`.
+token being looked at. Data: `mla_core.scene_data.gpt2_scenes.attention_gallery`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from scenes.components import (
 )
 
 PREVIOUS_TOKEN_CLEAR = 0.3  # a previous-token score above which the diagonal is pointed out
-KIND_NAMES = {  # mla_core.head_scores' kinds, as captions
+KIND_NAMES = {  # mla_core.analysis.head_scores' kinds, as captions
     "previous_token": "previous-token head",
     "duplicate_token": "duplicate-token head",
     "induction": "induction head",

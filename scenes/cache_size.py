@@ -2,7 +2,7 @@
 
 MHA is 57x MLA and 128x MQA, so the bars are linear (the honest picture of "how much
 smaller") with each value written just past the end of its bar: a sliver of a bar still
-has a legible number. Every number comes from `mla_core.cache_size`.
+has a legible number. Every number comes from `mla_core.analysis.cache_size`.
 """
 
 from __future__ import annotations

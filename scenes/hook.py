@@ -1,15 +1,15 @@
 """Beat 1: the two headline numbers.
 
-The cache ratio is computed by `mla_core.cache_size` from the DeepSeek-V3 config; the
+The cache ratio is computed by `mla_core.analysis.cache_size` from the DeepSeek-V3 config; the
 throughput factor cannot be computed here, so it is quoted from the paper through
-`mla_core.paper_figures` (with its source on screen).
+`mla_core.analysis.paper_figures` (with its source on screen).
 """
 
 from __future__ import annotations
 
 from manim import DOWN, RIGHT, UP, FadeIn, LaggedStart, VGroup, Write
 
-from mla_core.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
+from mla_core.analysis.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
 from scenes.components import (
     BODY_SIZE,
     CONTENT_ZONE,

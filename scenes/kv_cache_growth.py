@@ -5,7 +5,7 @@ computed once. Then each new token needs only ITS query, key and value: the new 
 rows join the cache, the old rows are reused as they are, and the query is used once and
 dropped. A counter shows the live cache's bytes for the whole model after every step, and
 at the end the same cache at DeepSeek-V3 size with multi-head attention. Data:
-`mla_core.gpt2_scene_data.kv_cache_steps` (the counter is the live KVCache's size).
+`mla_core.scene_data.gpt2_scenes.kv_cache_steps` (the counter is the live KVCache's size).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The prompt is cut into tokens by GPT-2's tokenizer (the strip shows each token's display
 string and id), the model gives every possible next token a probability (the top few as
 bars), and the most likely one is appended. Everything comes from
-`mla_core.gpt2_scene_data.next_token`.
+`mla_core.scene_data.gpt2_scenes.next_token`.
 """
 
 from __future__ import annotations

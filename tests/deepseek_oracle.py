@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from transformers import DeepseekV3Config
 
-from mla_core.configs import DeepSeekConfig
+from mla_core.models.configs import DeepSeekConfig
 
 
 def hf_rope_parameters(cfg: DeepSeekConfig) -> dict:

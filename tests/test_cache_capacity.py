@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mla_core.cache_size import cache_report, resolve_dims, sequences_that_fit
+from mla_core.analysis.cache_size import cache_report, resolve_dims, sequences_that_fit
 from mla_core.cli import main
 from mla_core.errors import UserError
 

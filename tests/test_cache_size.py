@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mla_core import cache_size as cs
-from mla_core.configs import DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3, GPT2_SMALL
+from mla_core.analysis import cache_size as cs
 from mla_core.errors import UserError
+from mla_core.models.configs import DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3, GPT2_SMALL
 
 REPO = Path(__file__).resolve().parent.parent
 

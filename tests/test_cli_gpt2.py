@@ -166,9 +166,9 @@ def test_missing_weights_folder_and_bad_out_folder(capsys, tmp_path, tiny_gpt2_d
 
 def test_no_weights_anywhere_says_how_to_provide_them(tmp_path, monkeypatch) -> None:
     """Through `python -m mla_core`, with an empty HF cache and no embedded model."""
-    import mla_core.weights
+    import mla_core.loading.weights
 
-    if mla_core.weights.EMBEDDED_DIR.joinpath("model.safetensors").is_file():
+    if mla_core.loading.weights.EMBEDDED_DIR.joinpath("model.safetensors").is_file():
         pytest.skip("the embedded model is present: the no-weights error cannot happen")
     env = {"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(

@@ -13,10 +13,9 @@ import json
 import pytest
 import torch
 
-from mla_core import decode_attention
-from mla_core.bench_decode import parse_contexts
-from mla_core.cli import main
-from mla_core.decode_attention import (
+from mla_core.bench import decode_attention
+from mla_core.bench.decode import parse_contexts
+from mla_core.bench.decode_attention import (
     DecodeDims,
     expand_latent_cache,
     gqa_decode,
@@ -29,6 +28,7 @@ from mla_core.decode_attention import (
     v3_dims,
     value_blocks,
 )
+from mla_core.cli import main
 from mla_core.errors import UserError
 
 SMALL = DecodeDims(

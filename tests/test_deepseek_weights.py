@@ -11,11 +11,16 @@ import torch
 from deepseek_oracle import hf_config
 from safetensors.torch import save_file
 
-from mla_core.configs import DEEPSEEK_TINY, DEEPSEEK_TINY_LITE, DEEPSEEK_V3, deepseek_config_from_hf
-from mla_core.deepseek import DeepSeekModel
-from mla_core.deepseek_weights import dequantize_fp8, hf_name, load_attention_layer
 from mla_core.errors import UserError
-from mla_core.rope import rope_frequencies, softmax_scale
+from mla_core.loading.deepseek_weights import dequantize_fp8, hf_name, load_attention_layer
+from mla_core.models.configs import (
+    DEEPSEEK_TINY,
+    DEEPSEEK_TINY_LITE,
+    DEEPSEEK_V3,
+    deepseek_config_from_hf,
+)
+from mla_core.models.deepseek import DeepSeekModel
+from mla_core.models.rope import rope_frequencies, softmax_scale
 
 
 def save_checkpoint(model: DeepSeekModel, folder, shards: int = 1) -> dict[str, torch.Tensor]:

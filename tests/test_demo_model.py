@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from mla_core.head_scores import measure_head_scores
+from mla_core.analysis.head_scores import measure_head_scores
+from mla_core.loading.weights import EMBEDDED_DIR, load_gpt2_from_dir, resolve_weights
 from mla_core.train import heldout_slice_ids, sequence_loss
-from mla_core.weights import EMBEDDED_DIR, load_gpt2_from_dir, resolve_weights
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo-gpt2"
 SHIPPED_FILES = (
@@ -145,7 +145,7 @@ def test_heldout_slice_is_attributed_and_was_not_trained_on() -> None:
     assert "CC BY-SA" in data["licence"] and "Wikipedia" in data["attribution"]
     titles = {doc["title"] for doc in data["documents"]}
     try:
-        from mla_core.corpus import corpus_path, load_wiki_summaries, split_documents
+        from mla_core.loading.corpus import corpus_path, load_wiki_summaries, split_documents
 
         corpus_path()
     except Exception:  # the corpus is a training-only requirement

@@ -6,7 +6,7 @@ blank and nothing leaves the frame. The numbers each scene prints are checked ag
 independent oracles: transformers' GPT-2 on the same weights (attention patterns,
 probabilities, the q/k/v its c_attn computes), the attention formula of REFERENCE.md
 written out here in NumPy, the token ids REFERENCE.md lists, and the live cache of
-`mla_core.kv_cache.generate` (a separate decoding loop from the scene's).
+`mla_core.models.kv_cache.generate` (a separate decoding loop from the scene's).
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from manim import Mobject
 from test_scenes import render_final_frame, shown_texts
 
 from mla_core import scene_data as sd
+from mla_core.analysis.head_scores import measure_head_scores, typical_heads
 from mla_core.errors import UserError
-from mla_core.gpt2_scene_data import (
+from mla_core.loading.tokenizer import gpt2_tokenizer
+from mla_core.loading.weights import load_gpt2_from_dir
+from mla_core.models.kv_cache import generate
+from mla_core.scene_data.gpt2_scenes import (
     GPT2_SCENE_DATA,
     attention_gallery,
     head_walkthrough,
@@ -31,10 +35,6 @@ from mla_core.gpt2_scene_data import (
     next_token,
     pick_heads,
 )
-from mla_core.head_scores import measure_head_scores, typical_heads
-from mla_core.kv_cache import generate
-from mla_core.tokenizer import gpt2_tokenizer
-from mla_core.weights import load_gpt2_from_dir
 from scenes import components as c
 from scenes.components import fmt_bytes, fmt_float, fmt_int
 
@@ -46,7 +46,7 @@ SCENES = ("NextToken", "AttentionPatterns", "QueriesKeysValues", "KVCacheGrowth"
 @pytest.fixture(scope="module")
 def tiny_gpt2_dir(tmp_path_factory):
     """The conftest's tiny GPT-2 (random, made by transformers) with a context of 128: long
-    enough for mla_core.head_scores' reference text, which picks the heads."""
+    enough for mla_core.analysis.head_scores' reference text, which picks the heads."""
     folder = tmp_path_factory.mktemp("tiny_gpt2_128")
     return make_hf_gpt2_checkpoint(folder, seed=1234, **{**TINY_GPT2, "n_positions": 128})
 

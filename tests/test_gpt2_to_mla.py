@@ -11,10 +11,12 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from mla_core.cache_size import cache_bytes
+from mla_core.analysis.cache_size import cache_bytes
+from mla_core.analysis.mla_sweep import rank_sweep
 from mla_core.cli import main
 from mla_core.errors import UserError
-from mla_core.gpt2_to_mla import (
+from mla_core.loading.weights import load_gpt2_from_dir
+from mla_core.models.gpt2_to_mla import (
     LatentKVCache,
     check_rank,
     convert_gpt2,
@@ -23,8 +25,6 @@ from mla_core.gpt2_to_mla import (
     save_converted,
     set_absorb,
 )
-from mla_core.mla_sweep import rank_sweep
-from mla_core.weights import load_gpt2_from_dir
 
 N_EMBD = 32  # the tiny fixture's width (tests/conftest.py)
 PROMPT = " The American flag is red, white, and blue. It has fifty stars."

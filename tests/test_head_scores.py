@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mla_core.cli import main as cli_main
-from mla_core.errors import UserError
-from mla_core.head_scores import (
+from mla_core.analysis.head_scores import (
     REFERENCE_TEXT,
     HeadScores,
     duplicate_token_score,
@@ -23,8 +21,10 @@ from mla_core.head_scores import (
     typical_head,
     typical_heads,
 )
-from mla_core.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
-from mla_core.weights import load_gpt2_from_dir
+from mla_core.cli import main as cli_main
+from mla_core.errors import UserError
+from mla_core.loading.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
+from mla_core.loading.weights import load_gpt2_from_dir
 
 T = 9
 

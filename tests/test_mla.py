@@ -10,12 +10,12 @@ import torch
 from deepseek_oracle import hf_config
 from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_ds
 
-from mla_core.cache_size import cache_bytes, dims_from_config
-from mla_core.configs import DEEPSEEK_TINY, DEEPSEEK_TINY_LITE, DeepSeekConfig
-from mla_core.deepseek import DeepSeekModel
-from mla_core.deepseek_weights import HF_ATTENTION_NAMES
-from mla_core.mla import LatentCache, MultiHeadLatentAttention
-from mla_core.rope import interleaved_to_half_order, yarn_is_active
+from mla_core.analysis.cache_size import cache_bytes, dims_from_config
+from mla_core.loading.deepseek_weights import HF_ATTENTION_NAMES
+from mla_core.models.configs import DEEPSEEK_TINY, DEEPSEEK_TINY_LITE, DeepSeekConfig
+from mla_core.models.deepseek import DeepSeekModel
+from mla_core.models.mla import LatentCache, MultiHeadLatentAttention
+from mla_core.models.rope import interleaved_to_half_order, yarn_is_active
 
 # the four combinations of query compression and YaRN
 CONFIGS = {
@@ -86,7 +86,7 @@ def test_whole_model_matches_transformers_deepseek_v3():
     """Embedding, RMSNorm, MLA, SwiGLU, final norm and head, against DeepseekV3ForCausalLM."""
     from transformers import DeepseekV3ForCausalLM
 
-    from mla_core.deepseek_weights import hf_name
+    from mla_core.loading.deepseek_weights import hf_name
 
     for cfg in (DEEPSEEK_TINY, DEEPSEEK_TINY_LITE):  # untied + compression + YaRN; tied, plain
         ours = DeepSeekModel(cfg, seed=3)

@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mla_core.capture import capture_attention
-from mla_core.configs import DEEPSEEK_TINY, DEEPSEEK_TINY_LITE
-from mla_core.deepseek import DeepSeekModel
-from mla_core.errors import UserError
-from mla_core.gpt2_to_mla import convert_gpt2
-from mla_core.mla_scene_data import (
+from mla_core.analysis.capture import capture_attention
+from mla_core.analysis.latent_heads import (
     capture_latent_attention,
     deepseek_cache_steps,
     deepseek_latent_head,
@@ -19,7 +15,11 @@ from mla_core.mla_scene_data import (
     gpt2_latent_cache_steps,
     gpt2_latent_head,
 )
-from mla_core.weights import load_gpt2_from_dir
+from mla_core.errors import UserError
+from mla_core.loading.weights import load_gpt2_from_dir
+from mla_core.models.configs import DEEPSEEK_TINY, DEEPSEEK_TINY_LITE
+from mla_core.models.deepseek import DeepSeekModel
+from mla_core.models.gpt2_to_mla import convert_gpt2
 
 PROMPT = " The American flag is red, white, and"
 ATOL = 2e-5

@@ -12,9 +12,9 @@ from transformers import DeepseekV3Config
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import apply_rotary_pos_emb
 
-from mla_core.configs import DEEPSEEK_TINY, DEEPSEEK_V2_LITE, DEEPSEEK_V3
 from mla_core.errors import UserError
-from mla_core.rope import (
+from mla_core.models.configs import DEEPSEEK_TINY, DEEPSEEK_V2_LITE, DEEPSEEK_V3
+from mla_core.models.rope import (
     apply_rope,
     interleaved_to_half_order,
     rope_angles,

@@ -2,7 +2,7 @@
 
 The model data is checked against independent facts: the tokenizer's labels, the causal
 softmax's invariants, a transformers forward of the same checkpoint (the oracle), and the
-cache formula of mla_core.cache_size for the live cache's bytes at every step.
+cache formula of mla_core.analysis.cache_size for the live cache's bytes at every step.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import pytest
 from manim import Mobject, Text, tempconfig
 from manim import config as manim_config
 
-from mla_core.configs import DEEPSEEK_V3
-from mla_core.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
+from mla_core.analysis.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
+from mla_core.models.configs import DEEPSEEK_V3
 from scenes import STORY, TEST_CARD
 from scenes import components as c
 
@@ -214,7 +214,7 @@ def test_caption_that_would_be_illegible_is_refused():
 
 
 def test_token_strip_draws_the_tokenizers_labels():
-    from mla_core.tokenizer import gpt2_tokenizer
+    from mla_core.loading.tokenizer import gpt2_tokenizer
 
     tokenizer = gpt2_tokenizer()
     labels = tokenizer.display_tokens(tokenizer.encode(" The American flag is red, white, and"))
@@ -232,7 +232,7 @@ def test_scene_record_holds_the_numbers_on_screen_and_their_provenance(rendered,
     record = json.loads(path.read_text(encoding="utf-8"))
     assert record["scene"] == "CacheSizePerToken"
     assert record["shown_numbers"]["bytes_per_token"]["MLA"] == f"{paper_formula_bytes('MLA'):,}"
-    assert record["provenance"]["computed_by"] == "mla_core.cache_size"
+    assert record["provenance"]["computed_by"] == "mla_core.analysis.cache_size"
     assert record["params"] == scene.params.as_dict()
     assert "scenes/cache_size.py" in record["source_files"]
-    assert "mla_core/cache_size.py" in record["source_files"]
+    assert "mla_core/analysis/cache_size.py" in record["source_files"]

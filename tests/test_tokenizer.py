@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from mla_core import tokenizer as tokenizer_module
 from mla_core.errors import UserError
-from mla_core.tokenizer import ENDOFTEXT_ID, SPACE_MARK, bpe_files, gpt2_tokenizer
+from mla_core.loading import tokenizer as tokenizer_module
+from mla_core.loading.tokenizer import ENDOFTEXT_ID, SPACE_MARK, bpe_files, gpt2_tokenizer
 
 FLAG_PROMPT = " The American flag is red, white, and"
 

@@ -158,7 +158,7 @@ WORDS = (
 
 def made_up_documents(n_docs: int = 60) -> list:
     """Seeded sentences of common words: enough text for a few steps, no corpus package."""
-    from mla_core.corpus import Document
+    from mla_core.loading.corpus import Document
 
     rng = np.random.default_rng(0)
     docs = []
@@ -174,9 +174,9 @@ def made_up_documents(n_docs: int = 60) -> list:
 def test_a_tiny_run_writes_a_verified_model_folder(tmp_path, monkeypatch, capsys) -> None:
     import json
 
-    from mla_core.weights import load_gpt2_from_dir, verified_sha256
+    from mla_core.loading.weights import load_gpt2_from_dir, verified_sha256
 
-    monkeypatch.setattr("mla_core.corpus.load_wiki_summaries", made_up_documents)
+    monkeypatch.setattr("mla_core.loading.corpus.load_wiki_summaries", made_up_documents)
     out = tmp_path / "model"
     argv = [
         "--steps", "4", "--batch-size", "2", "--n-ctx", "96", "--n-layer", "2",
@@ -204,7 +204,7 @@ def test_a_tiny_run_writes_a_verified_model_folder(tmp_path, monkeypatch, capsys
     assert "planted repeats | 50% of the training windows" in card
     assert "python -m mla_core.train --steps 4" in card
     # the recorded per-head table is what the shipped weights score
-    from mla_core.head_scores import measure_head_scores
+    from mla_core.analysis.head_scores import measure_head_scores
 
     scores = measure_head_scores(model)
     for row in record["head_scores"]["all"]:

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mla_core import weights as weights_module
 from mla_core.errors import UserError
-from mla_core.weights import (
+from mla_core.loading import weights as weights_module
+from mla_core.loading.weights import (
     WEIGHTS_ENV,
     check_device,
     load_gpt2,

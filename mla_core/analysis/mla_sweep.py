@@ -1,6 +1,6 @@
 """How much GPT-2 loses when its keys and values share a rank-r latent: a sweep over r.
 
-For each rank r (clipped to n_embd) the GPT-2 is converted (`mla_core.gpt2_to_mla`) and
+For each rank r (clipped to n_embd) the GPT-2 is converted (`mla_core.models.gpt2_to_mla`) and
 run on the same held-out English text as the original. Per rank:
 
 - cache bytes per token (the `cache_size` formulas: r * layers * bytes) and the fraction of
@@ -27,12 +27,12 @@ import torch
 
 from mla_core.atomic import write_text_atomically
 from mla_core.errors import UserError
-from mla_core.gpt2 import GPT2
-from mla_core.gpt2_to_mla import cache_bytes_per_token, convert_gpt2, kv_spectrum
-from mla_core.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
+from mla_core.loading.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
+from mla_core.models.gpt2 import GPT2
+from mla_core.models.gpt2_to_mla import cache_bytes_per_token, convert_gpt2, kv_spectrum
 
 DEFAULT_RANKS = (8, 16, 32, 64, 128, 256, 384, 512, 768)
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "data"
 HELDOUT_SAMPLE = ASSETS / "heldout_sample.txt"
 HELDOUT_SAMPLE_SOURCE = (
     "assets/data/heldout_sample.txt: original English prose written for this project "
@@ -134,7 +134,7 @@ def rank_sweep(
         )
     return {
         "what": "GPT-2 attention converted to MLA by a joint truncated SVD of [W_K; W_V] per "
-        "layer (mla_core.gpt2_to_mla), at each rank",
+        "layer (mla_core.models.gpt2_to_mla), at each rank",
         "model": {
             "name": config.name,
             "n_layer": config.n_layer,

@@ -25,8 +25,8 @@ import math
 
 import torch
 
-from mla_core.configs import DeepSeekConfig, YarnScaling
 from mla_core.errors import UserError
+from mla_core.models.configs import DeepSeekConfig, YarnScaling
 
 
 def yarn_is_active(config: DeepSeekConfig) -> bool:

@@ -35,7 +35,7 @@ import numpy as np
 from mla_core.atomic import write_atomically
 from mla_core.errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS_FILE = REPO / "video.toml"
 DEFAULT_CACHE_DIR = REPO / ".cache" / "scene_data"
 CACHE_DIR_ENV = "MLA_SCENE_DATA_CACHE"  # where the cache lives; "off" disables it
@@ -52,7 +52,7 @@ class VideoParams:
 
     quality: str = "low"  # render quality: low, medium, high, 4k
     prompt: str = " The American flag is red, white, and"
-    weights: str = ""  # GPT-2 folder; "" resolves as mla_core.weights does
+    weights: str = ""  # GPT-2 folder; "" resolves as mla_core.loading.weights does
     device: str = ""  # "cpu" or "cuda"; "" picks cuda when available
     heads: str = "auto"  # "auto" (the heads mla_core scores as most typical) or "5.1,2.2"
     show_bos: bool = False  # draw the <|endoftext|> BOS token in attention patterns
@@ -180,30 +180,12 @@ def _typed(name: str, value: Any) -> Any:
 
 # --- 2. the disk cache ----------------------------------------------------------------------
 
-# The sources whose behaviour decides the data; a change to any of them makes entries stale.
-_CODE_FILES = (
-    "scene_data.py",
-    "cache_size.py",
-    "configs.py",
-    "gpt2.py",
-    "capture.py",
-    "kv_cache.py",
-    "tokenizer.py",
-    "weights.py",
-    "paper_figures.py",
-)
 
-
-@cache
 def code_version() -> str:
-    """A hash of the mla_core sources scene data depends on (first 16 hex digits)."""
-    sha = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in _CODE_FILES:
-        path = here / name
-        sha.update(name.encode())
-        sha.update(path.read_bytes() if path.is_file() else b"<missing>")
-    return sha.hexdigest()[:16]
+    """The hash of the code behind scene data (this package's import closure)."""
+    from mla_core.code_version import code_version as version_of
+
+    return version_of("mla_core.scene_data")
 
 
 @dataclass
@@ -300,20 +282,20 @@ class DataCache:
 
 @cache
 def _weights_source(weights: str):
-    from mla_core.weights import resolve_weights
+    from mla_core.loading.weights import resolve_weights
 
     return resolve_weights(weights or None)
 
 
 @cache
 def _model(weights: str, device: str):
-    from mla_core.weights import load_gpt2_from_dir
+    from mla_core.loading.weights import load_gpt2_from_dir
 
     return load_gpt2_from_dir(_weights_source(weights).path, device=device)
 
 
 def resolved_device(params: VideoParams) -> str:
-    from mla_core.weights import check_device
+    from mla_core.loading.weights import check_device
 
     return check_device(params.device or None)
 
@@ -339,9 +321,9 @@ def model_caption(params: VideoParams) -> str:
 
 def headline_numbers(params: VideoParams, data_cache: DataCache | None = None) -> SceneData:
     """Hook: DeepSeek-V3 bytes per token with MHA and MLA, and the cited throughput factor."""
-    from mla_core.cache_size import bytes_per_token, dims_from_config
-    from mla_core.configs import DEEPSEEK_V3
-    from mla_core.paper_figures import GENERATION_THROUGHPUT_SPEEDUP as speedup
+    from mla_core.analysis.cache_size import bytes_per_token, dims_from_config
+    from mla_core.analysis.paper_figures import GENERATION_THROUGHPUT_SPEEDUP as speedup
+    from mla_core.models.configs import DEEPSEEK_V3
 
     dims = dims_from_config(DEEPSEEK_V3)
     mha, mla = bytes_per_token(dims, "mha", 2), bytes_per_token(dims, "mla", 2)
@@ -355,7 +337,7 @@ def headline_numbers(params: VideoParams, data_cache: DataCache | None = None) -
             "provenance": {
                 "config": DEEPSEEK_V3.name,
                 "dtype_bytes": 2,
-                "computed_by": "mla_core.cache_size",
+                "computed_by": "mla_core.analysis.cache_size",
                 "throughput_source": speedup.citation,
             },
         },
@@ -370,9 +352,9 @@ def cache_size_per_token(
     gqa_groups: int = 8,
     context: int = 100_000,
 ) -> SceneData:
-    """CacheSizePerToken: mla_core.cache_size's report for DeepSeek-V3 (MHA, GQA, MQA, MLA)."""
-    from mla_core.cache_size import cache_report, dims_from_config
-    from mla_core.configs import builtin_config
+    """CacheSizePerToken: the cache_size report for DeepSeek-V3 (MHA, GQA, MQA, MLA)."""
+    from mla_core.analysis.cache_size import cache_report, dims_from_config
+    from mla_core.models.configs import builtin_config
 
     config = builtin_config(config_name)
     report = cache_report(dims_from_config(config), dtype_bytes, context, gqa_groups)
@@ -396,7 +378,7 @@ def cache_size_per_token(
             "provenance": {
                 "config": config_name,
                 "dtype_bytes": dtype_bytes,
-                "computed_by": "mla_core.cache_size",
+                "computed_by": "mla_core.analysis.cache_size",
             },
         },
     )
@@ -418,9 +400,9 @@ def data_for_scene(
 
 
 def _add_gpt2_scenes() -> None:
-    """The GPT-2 scenes' data functions live in mla_core.gpt2_scene_data, which imports
+    """The GPT-2 scenes' data functions live in mla_core.scene_data.gpt2_scenes, which imports
     this module: hence registered here, late."""
-    from mla_core.gpt2_scene_data import GPT2_SCENE_DATA
+    from mla_core.scene_data.gpt2_scenes import GPT2_SCENE_DATA
 
     SCENE_DATA.update(GPT2_SCENE_DATA)
 

@@ -33,12 +33,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mla_core.atomic import write_atomically, write_text_atomically
-from mla_core.configs import GPT2Config, gpt2_config_from_hf, load_config_json
 from mla_core.errors import UserError
-from mla_core.gpt2 import GPT2
+from mla_core.models.configs import GPT2Config, gpt2_config_from_hf, load_config_json
+from mla_core.models.gpt2 import GPT2
 
 WEIGHTS_ENV = "MLA_GPT2_WEIGHTS"
-EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo-gpt2"
+EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "demo-gpt2"
 HF_REPO_IDS = ("gpt2", "openai-community/gpt2")  # the same files under the old and new name
 DOWNLOAD_REPO_ID = "openai-community/gpt2"
 CONFIG_FILE = "config.json"

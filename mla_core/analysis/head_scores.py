@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mla_core.errors import UserError
-from mla_core.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
+from mla_core.loading.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
 
 SCORE_KINDS = ("previous_token", "first_token", "duplicate_token", "induction")
 SCORE_LABELS = {
@@ -171,8 +171,8 @@ class HeadScores:
 def measure_head_scores(
     model, repeat_tokens: int = 40, n_sequences: int = 4, seed: int = 0
 ) -> HeadScores:
-    """Score every head of a GPT-2 (`mla_core.gpt2.GPT2`) with the four measures above."""
-    from mla_core.capture import capture_attention
+    """Score every head of a GPT-2 (`mla_core.models.gpt2.GPT2`) with the four measures above."""
+    from mla_core.analysis.capture import capture_attention
 
     if repeat_tokens < 2 or n_sequences < 1:
         raise UserError(

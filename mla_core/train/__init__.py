@@ -3,18 +3,18 @@
     python -m mla_core.train --steps 1400 --out assets/models/demo-gpt2
 
 What one run does, top to bottom:
-1. corpus: the Wikipedia summaries (`mla_core.corpus`), split by document into train and
+1. corpus: the Wikipedia summaries (`mla_core.loading.corpus`), split by document into train and
    validation with a fixed seed, tokenized with the exact GPT-2 BPE;
-2. model: `mla_core.gpt2.GPT2` of the chosen shape, GPT-2's initialisation, fixed seed;
+2. model: `mla_core.models.gpt2.GPT2` of the chosen shape, GPT-2's initialisation, fixed seed;
 3. training: AdamW, linear warm-up then cosine decay, gradient clipping; the batch of step s
    is drawn by a generator seeded with (seed, s), so a run resumed from a checkpoint sees the
    same batches as one that never stopped; bfloat16 autocast for speed (master weights fp32);
    optionally some windows get a planted repeat of their own text (`--repeat-fraction`);
-   at every validation check every head is scored (`mla_core.head_scores`) and the best
+   at every validation check every head is scored (`mla_core.analysis.head_scores`) and the best
    previous-token and induction scores are logged, so a run shows whether heads form;
 4. a checkpoint (safetensors + json, never a pickle) every `--checkpoint-every` steps;
 5. the model folder (written to a temporary folder, then renamed into place): config.json,
-   model.safetensors (float16, Hugging Face GPT-2 layout via `mla_core.weights.save_gpt2`),
+   model.safetensors (float16, Hugging Face GPT-2 layout via `mla_core.loading.weights.save_gpt2`),
    model.safetensors.sha256, heldout_slice.json, training.json, loss_curve.png and MODEL.md.
    Every loss recorded there is measured on the float16 weights as shipped.
 
@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from mla_core.configs import GPT2Config
 from mla_core.errors import UserError
-from mla_core.gpt2 import GPT2
+from mla_core.models.configs import GPT2Config
+from mla_core.models.gpt2 import GPT2
 
 DEFAULT_OUT = Path("assets/models/demo-gpt2")
 DEFAULT_CHECKPOINT_DIR = Path(".cache/train-checkpoint")
@@ -189,7 +189,7 @@ def heldout_slice_loss(model: GPT2, model_dir: str | Path) -> float:
 
 def heldout_slice_ids(model_dir: str | Path) -> list[int]:
     """Token ids of the shipped held-out slice: its documents, each ended by <|endoftext|>."""
-    from mla_core.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
+    from mla_core.loading.tokenizer import ENDOFTEXT_ID, gpt2_tokenizer
 
     data = json.loads((Path(model_dir) / HELDOUT_FILE).read_text(encoding="utf-8"))
     tok = gpt2_tokenizer()
@@ -201,8 +201,8 @@ def heldout_slice_ids(model_dir: str | Path) -> list[int]:
 
 def make_heldout_slice(val_docs: list, n_tokens: int) -> dict:
     """The first validation documents (in split order) that give at least n_tokens tokens."""
-    from mla_core.corpus import CORPUS_ATTRIBUTION, CORPUS_LICENCE
-    from mla_core.tokenizer import gpt2_tokenizer
+    from mla_core.loading.corpus import CORPUS_ATTRIBUTION, CORPUS_LICENCE
+    from mla_core.loading.tokenizer import gpt2_tokenizer
 
     tok = gpt2_tokenizer()
     docs, have = [], 0
@@ -312,7 +312,7 @@ def train(
 ) -> dict:
     from tqdm import tqdm
 
-    from mla_core.corpus import load_wiki_summaries, split_documents, token_stream
+    from mla_core.loading.corpus import load_wiki_summaries, split_documents, token_stream
 
     started = time.time()
     docs = load_wiki_summaries()
@@ -422,7 +422,7 @@ def write_model_folder(
     command: str,
 ) -> dict:
     """Save the float16 model and its card into a temporary folder, then rename it into place."""
-    from mla_core.weights import WEIGHTS_FILE, load_gpt2_from_dir, save_gpt2
+    from mla_core.loading.weights import WEIGHTS_FILE, load_gpt2_from_dir, save_gpt2
 
     tokens_per_step = s.batch_size * s.n_ctx
     out_dir = out_dir.resolve()
@@ -431,7 +431,7 @@ def write_model_folder(
     try:
         save_gpt2(model.to("cpu").float(), tmp, write_sha256=False)
         to_float16(tmp / WEIGHTS_FILE, tmp / "config.json")
-        from mla_core.weights import verified_sha256
+        from mla_core.loading.weights import verified_sha256
 
         (tmp / (WEIGHTS_FILE + ".sha256")).write_text(
             f"{_sha256(tmp / WEIGHTS_FILE)}\n", encoding="utf-8"
@@ -498,15 +498,15 @@ def write_model_folder(
 @torch.no_grad()
 def best_head_scores(model: GPT2) -> dict[str, float]:
     """The highest score of each kind over all heads, tracked during training."""
-    from mla_core.head_scores import SCORE_KINDS, measure_head_scores
+    from mla_core.analysis.head_scores import SCORE_KINDS, measure_head_scores
 
     scores = measure_head_scores(model)
     return {kind: float(scores.kind(kind).max()) for kind in SCORE_KINDS}
 
 
 def head_score_summary(model: GPT2) -> dict:
-    """Every head's scores and the most typical head of each kind (`mla_core.head_scores`)."""
-    from mla_core.head_scores import measure_head_scores, typical_heads
+    """Every head's scores and the most typical head of each kind (`analysis.head_scores`)."""
+    from mla_core.analysis.head_scores import measure_head_scores, typical_heads
 
     scores = measure_head_scores(model)
     return {
@@ -522,7 +522,7 @@ def refresh_model_card(model_dir: Path) -> None:
     """Rewrite MODEL.md, loss_curve.png and the head scores in training.json from the shipped
     weights and the recorded history (after a change to the card's template; no training)."""
     from mla_core.atomic import write_text_atomically
-    from mla_core.weights import load_gpt2_from_dir
+    from mla_core.loading.weights import load_gpt2_from_dir
 
     record_file = Path(model_dir) / TRAINING_FILE
     summary = json.loads(record_file.read_text(encoding="utf-8"))
@@ -543,7 +543,7 @@ def to_float16(weights_file: Path, config_file: Path) -> None:
 
 
 def _sha256(path: Path) -> str:
-    from mla_core.weights import sha256_of_file
+    from mla_core.loading.weights import sha256_of_file
 
     return sha256_of_file(path)
 
@@ -594,7 +594,7 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     if heads:
-        from mla_core.head_scores import SCORE_LABELS
+        from mla_core.analysis.head_scores import SCORE_LABELS
 
         ax = axes[1]
         for kind, colour in zip(heads, ("#2ca02c", "#9467bd"), strict=False):
@@ -609,7 +609,7 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
         ax.set_ylim(0, 1)
         ax.set_xlabel("step")
         ax.set_ylabel("score of the best head (0..1)")
-        ax.set_title("attention heads finding their roles (mla_core.head_scores)")
+        ax.set_title("attention heads finding their roles (mla_core.analysis.head_scores)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -619,7 +619,7 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
 
 def head_section(head_scores: dict) -> str:
     """The card's table of attention heads: the best of each kind, then every head."""
-    from mla_core.head_scores import SCORE_KINDS, SCORE_LABELS
+    from mla_core.analysis.head_scores import SCORE_KINDS, SCORE_LABELS
 
     best = head_scores.get("best", head_scores)  # older records kept only the best
     rows = "".join(
@@ -661,7 +661,7 @@ def head_section(head_scores: dict) -> str:
 
 
 def model_card(t: dict) -> str:
-    from mla_core.corpus import CORPUS_ATTRIBUTION, CORPUS_NAME
+    from mla_core.loading.corpus import CORPUS_ATTRIBUTION, CORPUS_NAME
 
     mb = t["weights_bytes"] / 1e6
     position_init = {
@@ -814,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mla_core.weights import check_device
+    from mla_core.loading.weights import check_device
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

@@ -43,11 +43,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from mla_core.analysis.cache_size import CacheDims, bytes_per_token
 from mla_core.atomic import write_atomically, write_text_atomically
-from mla_core.cache_size import CacheDims, bytes_per_token
-from mla_core.configs import GPT2Config
 from mla_core.errors import UserError
-from mla_core.gpt2 import CAPTURED_NAMES, GPT2, CausalSelfAttention, causal_attention
+from mla_core.models.configs import GPT2Config
+from mla_core.models.gpt2 import CAPTURED_NAMES, GPT2, CausalSelfAttention, causal_attention
 
 LATENT_NAMES = ("c_kv", "q_latent")  # captured per layer besides gpt2.CAPTURED_NAMES
 
@@ -334,7 +334,7 @@ def save_converted(model: GPT2, folder: str | Path, source: dict | None = None) 
         for name, t in block.attn.state_dict().items()
     }
     meta = {
-        "format": "GPT-2 attention converted to MLA (mla_core.gpt2_to_mla)",
+        "format": "GPT-2 attention converted to MLA (mla_core.models.gpt2_to_mla)",
         "rank": model.mla_rank,
         "n_layer": model.config.n_layer,
         "n_head": model.config.n_head,

@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mla_core.configs import (
+from mla_core.errors import UserError
+from mla_core.models.configs import (
     BUILTIN_CONFIGS,
     DeepSeekConfig,
     GPT2Config,
     builtin_config,
     load_config_json,
 )
-from mla_core.errors import UserError
 
 KINDS = ("mha", "gqa", "mqa", "mla", "mla_naive")
 KIND_LABELS = {

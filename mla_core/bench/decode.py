@@ -2,7 +2,7 @@
 
 For each attention kind, batch and context, build a cache of random numbers at
 DeepSeek-V3 widths, time one decode step (median after warm-up), and compare it with the
-floor max(bytes / bandwidth, FLOPs / matmul rate) of this machine (see `mla_core.roofline`).
+floor max(bytes / bandwidth, FLOPs / matmul rate) of this machine (see `mla_core.bench.roofline`).
 The bytes and FLOPs come from the shapes (`decode_attention.step_cost`), not from a profiler.
 
 Run it as `python -m mla_core bench decode`; `run_decode_benchmark` is the same thing as a
@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from mla_core.atomic import write_atomically
-from mla_core.decode_attention import (
+from mla_core.bench.decode_attention import (
     VALUE_BLOCK,
     VARIANT_LABELS,
     VARIANTS,
@@ -35,8 +35,8 @@ from mla_core.decode_attention import (
     step_cost,
     use_compiled_matvec,
 )
+from mla_core.bench.roofline import Clock, Roofline, measure_roofline, synchronize
 from mla_core.errors import UserError
-from mla_core.roofline import Clock, Roofline, measure_roofline, synchronize
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}

@@ -3,7 +3,7 @@
 Top to bottom: the attention maths as a plain function, then the modules in the order a
 token meets them (attention, MLP, block, the whole model). Names follow the Hugging Face
 checkpoints (wte, wpe, h.{i}.attn.c_attn, ...) so loading is a matter of copying tensors
-(see `mla_core.weights`); the Conv1D transposes happen there, not here.
+(see `mla_core.loading.weights`); the Conv1D transposes happen there, not here.
 
 GPT-2 specifics that differ from a generic GPT: GELU in its tanh form ("gelu_new"),
 LayerNorm before each sublayer and once more at the end, learned position embeddings,
@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mla_core.configs import GPT2Config
 from mla_core.errors import UserError
+from mla_core.models.configs import GPT2Config
 
 if TYPE_CHECKING:
-    from mla_core.kv_cache import KVCache
+    from mla_core.models.kv_cache import KVCache
 
 # What the explicit path records per layer when the caller passes a `capture` list.
 CAPTURED_NAMES = ("q", "k", "v", "scores", "masked_scores", "pattern", "z")
@@ -143,7 +143,7 @@ class GPT2(nn.Module):
     """GPT-2: token + position embeddings, n_layer blocks, a final LayerNorm, the tied head.
 
     `GPT2(config)(token_ids[B, T]) -> logits[B, T, V]`. Pass `kv_cache` (a
-    `mla_core.kv_cache.KVCache`) to continue a sequence whose earlier tokens are cached, and
+    `mla_core.models.kv_cache.KVCache`) to continue a sequence whose earlier tokens are cached, and
     `capture` (an empty list) to receive, per layer, a dict of the explicit attention tensors
     (`CAPTURED_NAMES`, each [B, H, T, D] or [B, H, T, T_keys]).
     """

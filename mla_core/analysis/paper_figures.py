@@ -38,7 +38,7 @@ GENERATION_THROUGHPUT_SPEEDUP = PaperFigure(
 )
 
 # Measured in deployment against DeepSeek 67B, with KV quantisation: NOT the 56.9x the
-# cache formula gives for DeepSeek-V3 dims (see mla_core.cache_size and REFERENCE.md).
+# cache formula gives for DeepSeek-V3 dims (see mla_core.analysis.cache_size and REFERENCE.md).
 KV_CACHE_REDUCTION_DEPLOYED = PaperFigure(
     value=93.3,
     unit="%",

@@ -4,7 +4,7 @@ A user who has a real DeepSeek shard gets the real matrices (W_DKV, W_UK, W_UV .
 scenes without loading the whole 671B model: only the seven (or five) attention tensors of
 one layer are read, shard by shard, through safetensors (never unpickled).
 
-Checkpoint names under `model.layers.{i}.self_attn.` and ours (`mla_core.mla`):
+Checkpoint names under `model.layers.{i}.self_attn.` and ours (`mla_core.models.mla`):
 
     q_a_proj            w_dq     W_DQ                  (only with query compression)
     q_a_layernorm       q_norm   RMSNorm on c_Q
@@ -15,7 +15,7 @@ Checkpoint names under `model.layers.{i}.self_attn.` and ours (`mla_core.mla`):
     kv_b_proj           wkv_b    [W_UK ; W_UV] per head
     o_proj              w_o      W_O
 
-The released checkpoints keep RoPE rows in interleaved-pair order, the order `mla_core.rope`
+The released checkpoints keep RoPE rows in interleaved-pair order, the order `mla_core.models.rope`
 uses, so no row is permuted. DeepSeek-V3's float8 weights come with a `weight_scale_inv`
 per 128 x 128 block; they are dequantized here.
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from mla_core.configs import DeepSeekConfig, deepseek_config_from_hf, load_config_json
 from mla_core.errors import UserError
-from mla_core.mla import MultiHeadLatentAttention
+from mla_core.models.configs import DeepSeekConfig, deepseek_config_from_hf, load_config_json
+from mla_core.models.mla import MultiHeadLatentAttention
 
 # our parameter name -> checkpoint name, inside one layer's attention
 HF_ATTENTION_NAMES = {

@@ -3,7 +3,7 @@
 Generating token t+1 needs the new token's query and the keys and values of ALL earlier
 tokens. Those never change once computed (causal attention: a token never sees later
 ones), so we keep them. Per layer the cache holds K and V, each [B, H, T, D]; it grows by
-one row per token, per head, per layer, which is exactly what `mla_core.cache_size` counts
+one row per token, per head, per layer, which is exactly what `mla_core.analysis.cache_size` counts
 as MHA: 2 * H * D * n_layer numbers per token.
 
     cache = KVCache(model.config.n_layer)

@@ -1,0 +1,1 @@
+"""Benchmarks: decode-attention kernels, their roofline, and the decode benchmark."""

@@ -1,0 +1,1 @@
+"""Getting things in: the GPT-2 tokenizer, weights, DeepSeek checkpoints, the corpus."""

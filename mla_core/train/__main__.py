@@ -1,0 +1,5 @@
+import sys
+
+from mla_core.train import main
+
+sys.exit(main())
