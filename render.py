@@ -47,8 +47,8 @@ if str(REPO) not in sys.path:
 from mla_core.atomic import write_atomically  # noqa: E402
 from mla_core.cli import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
-from mla_core.scene_data import (  # noqa: E402
-    MANIFEST_DIR_ENV,
+from mla_core.scene_data import MANIFEST_DIR_ENV  # noqa: E402
+from mla_core.scene_data.params import (  # noqa: E402
     PARAM_NAMES,
     PARAMS_ENV,
     VideoParams,
@@ -253,9 +253,9 @@ def is_up_to_date(output: Path, params: VideoParams, quality: Quality) -> bool:
         return False
     current = fingerprint(record, params, quality)
     if old.get("model_sha256"):  # the model is resolved again: weights may have changed
-        from mla_core.scene_data import model_provenance
+        from mla_core.scene_data.inputs import resolve_inputs
 
-        current["model_sha256"] = model_provenance(params)["model_sha256"]
+        current["model_sha256"] = resolve_inputs(params).weights.sha256
     return current == old
 
 
@@ -601,7 +601,8 @@ def _run_video(args: argparse.Namespace) -> int:
 def _run_data(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mla_core.scene_data import data_for_scene, summarize
+    from mla_core.scene_data import data_for_scene
+    from mla_core.scene_data.store import summarize
 
     (scene,) = resolve_scenes([args.scene])
     data = data_for_scene(scene.name, _params(args))

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import render  # noqa: E402
 from mla_core.atomic import write_text_atomically  # noqa: E402
-from mla_core.scene_data import CACHE_DIR_ENV  # noqa: E402
+from mla_core.scene_data.store import CACHE_DIR_ENV  # noqa: E402
 from scenes import STORY, find_scene  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"

@@ -11,3 +11,21 @@ class UserError(ValueError):
     """Bad input from the user: the message is shown as is, the exit code is 2."""
 
     exit_code = 2
+
+
+def check_layer_head(
+    layer: int, head: int | None, n_layers: int, n_heads: int, prefix: str = "--"
+) -> None:
+    """UserError unless 0 <= layer < n_layers and (head is None or 0 <= head < n_heads).
+
+    The one range check for a layer and head index, named as the user typed them:
+    `prefix` "--" gives "--layer 7 is out of range; this model has layers 0..5".
+    """
+    if not 0 <= layer < n_layers:
+        raise UserError(
+            f"{prefix}layer {layer} is out of range; this model has layers 0..{n_layers - 1}"
+        )
+    if head is not None and not 0 <= head < n_heads:
+        raise UserError(
+            f"{prefix}head {head} is out of range; this model has heads 0..{n_heads - 1}"
+        )

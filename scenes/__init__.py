@@ -1,8 +1,9 @@
 """The video's scenes and their story order.
 
-`STORY` is the one list `render.py` reads: scene class name, the module that defines it,
-and one line on what it shows. Importing this package does not import Manim, so listing
-scenes is instant.
+`STORY` is the one list `render.py` reads: the scene class name and one line on what it
+shows. A scene's files share one stem (`mla_core.names.scene_stem`): the class `NextToken` is
+defined in `scenes/next_token.py` and draws the data of `mla_core/scene_data/next_token.py`.
+Importing this package does not import Manim or torch, so listing scenes is instant.
 """
 
 from __future__ import annotations
@@ -10,52 +11,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mla_core.names import scene_stem
+
 SCENES_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class StoryScene:
     name: str  # the Scene subclass
-    module: str  # dotted module path, e.g. "scenes.hook"
     description: str
     # Stills besides the final frame, for `render.py figures`: (label, animation index);
     # the still shows the scene right after that animation (0 = the first self.play).
     extra_stills: tuple[tuple[str, int], ...] = ()
 
     @property
+    def module(self) -> str:
+        """The dotted module that defines the scene, e.g. "scenes.kv_cache_growth"."""
+        return f"scenes.{scene_stem(self.name)}"
+
+    @property
     def path(self) -> Path:
         return SCENES_DIR.parent / (self.module.replace(".", "/") + ".py")
 
 
+# The story, in order: one line per scene (class name, what it shows).
 STORY: tuple[StoryScene, ...] = (
-    StoryScene(
-        "Hook", "scenes.hook", "the headline numbers: MLA's smaller KV cache and higher throughput"
-    ),
-    StoryScene(
-        "NextToken",
-        "scenes.next_token",
-        "GPT-2 tokenises the prompt and predicts the next token (top-k probabilities)",
-    ),
-    StoryScene(
-        "AttentionPatterns",
-        "scenes.attention_patterns",
-        "a gallery of real heads' attention patterns on the prompt, then one head enlarged",
-    ),
-    StoryScene(
-        "QueriesKeysValues",
-        "scenes.queries_keys_values",
-        "one head step by step: Q, K, V, q.k, scale, causal mask, softmax, pattern x V",
-    ),
-    StoryScene(
-        "KVCacheGrowth",
-        "scenes.kv_cache_growth",
-        "generating token by token: the KV cache grows, then scaled up to DeepSeek-V3",
-    ),
-    StoryScene(
-        "CacheSizePerToken",
-        "scenes.cache_size",
-        "bytes of KV cache per token for MHA, GQA-8, MQA and MLA at DeepSeek-V3 size",
-    ),
+    StoryScene("Hook", "the headline numbers: MLA's smaller KV cache and higher throughput"),
+    StoryScene("NextToken", "GPT-2 tokenises the prompt and predicts the next token (top-k)"),
+    StoryScene("AttentionPatterns", "real heads' attention patterns, then one head enlarged"),
+    StoryScene("QueriesKeysValues", "one head: Q, K, V, q.k, scale, mask, softmax, pattern x V"),
+    StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
+    StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
 )
 
 
@@ -68,6 +54,4 @@ def find_scene(name: str) -> StoryScene | None:
 
 
 # Not part of the story: a one-second scene the tests render to check the pipeline.
-TEST_CARD = StoryScene(
-    "TestCard", "scenes.testcard", "a two-second test card (pipeline check)", (("first", 0),)
-)
+TEST_CARD = StoryScene("TestCard", "a two-second test card (pipeline check)", (("first", 0),))

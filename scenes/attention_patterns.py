@@ -3,7 +3,7 @@
 A gallery of real heads' attention patterns on the prompt (the heads mla_core scores as
 most typical of their kind, unless video.toml names others), all on ONE fixed 0..1 colour
 scale, then the first head enlarged and read: a row is a token looking back, a column a
-token being looked at. Data: `mla_core.scene_data.gpt2_scenes.attention_gallery`.
+token being looked at. Data: `mla_core.scene_data.attention_patterns`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from manim import (
     Write,
 )
 
-from mla_core.scene_data import model_caption
 from scenes.components import (
     BODY_SIZE,
     CAPTION_SIZE,
@@ -101,7 +100,7 @@ class AttentionPatterns(VideoScene):
         fit_in(gallery, CONTENT_ZONE)
 
         heading = title("Where real attention heads look")
-        source = caption(model_caption(self.params))
+        source = caption(self.inputs.model_caption)
         self.play(Write(heading), run_time=1.2)
         self.play(FadeIn(source), run_time=0.6)
         for heatmap, name in zip(maps, names, strict=True):

@@ -43,7 +43,9 @@ from manim import (
 from manim.constants import RESAMPLING_ALGORITHMS
 
 from mla_core.atomic import write_text_atomically
-from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene, params_from_env
+from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene
+from mla_core.scene_data.inputs import SceneInputs, resolve_inputs
+from mla_core.scene_data.params import params_from_env
 
 # --- colour language ---------------------------------------------------------------------
 # Near-black background, warm off-white text, warm grey-brown for secondary text; one
@@ -650,9 +652,14 @@ class VideoScene(Scene):
         self.shown_numbers: dict = {}
         self.provenance: dict = {}
 
+    @property
+    def inputs(self) -> SceneInputs:
+        """The parameters resolved once (model, weights, device), shared with the data."""
+        return resolve_inputs(self.params)
+
     def scene_data(self) -> SceneData:
-        """This scene's data (by class name) from mla_core.scene_data, provenance kept."""
-        data = data_for_scene(type(self).__name__, self.params)
+        """This scene's data (mla_core/scene_data/<stem>.py), provenance kept."""
+        data = data_for_scene(type(self).__name__, self.inputs)
         self.provenance = data.provenance
         return data
 

@@ -5,7 +5,7 @@ computed once. Then each new token needs only ITS query, key and value: the new 
 rows join the cache, the old rows are reused as they are, and the query is used once and
 dropped. A counter shows the live cache's bytes for the whole model after every step, and
 at the end the same cache at DeepSeek-V3 size with multi-head attention. Data:
-`mla_core.scene_data.gpt2_scenes.kv_cache_steps` (the counter is the live KVCache's size).
+`mla_core.scene_data.kv_cache_growth` (the counter is the live KVCache's size).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from manim import (
     Write,
 )
 
-from mla_core.scene_data import model_caption
 from scenes.components import (
     BODY_SIZE,
     CACHE,
@@ -82,7 +81,7 @@ class KVCacheGrowth(VideoScene):
         element_bytes = data["element_bytes"]
 
         heading = title("Generating: the KV cache grows one row per token")
-        source = caption(model_caption(self.params))
+        source = caption(self.inputs.model_caption)
         values_scale = diverging_scale(
             float(np.percentile(np.abs(np.concatenate([data["cache_k"], data["cache_v"]])), 98))
         )

@@ -3,7 +3,7 @@
 The prompt is cut into tokens by GPT-2's tokenizer (the strip shows each token's display
 string and id), the model gives every possible next token a probability (the top few as
 bars), and the most likely one is appended. Everything comes from
-`mla_core.scene_data.gpt2_scenes.next_token`.
+`mla_core.scene_data.next_token`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from manim import (
     Write,
 )
 
-from mla_core.scene_data import model_caption
 from scenes.components import (
     BODY_SIZE,
     CAPTION_SIZE,
@@ -65,7 +64,7 @@ class NextToken(VideoScene):
         }
 
         heading = title("Predicting the next token")
-        source = caption(model_caption(self.params))
+        source = caption(self.inputs.model_caption)
 
         # The strip is laid out with the chosen token already in place, so appending it
         # moves nothing; it starts hidden.

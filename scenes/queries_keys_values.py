@@ -4,7 +4,7 @@ For one real head on the prompt: Q, K and V (one row per token, from the live te
 q . k for every key of one query row, cell by cell, then the whole grid; the 1/sqrt(d_head)
 scale; the causal mask; softmax row by row into the attention pattern; and that row of
 the pattern times V, which is the head's output z for that token. Every number drawn is
-the real one, from `mla_core.scene_data.gpt2_scenes.head_walkthrough`.
+the real one, from `mla_core.scene_data.queries_keys_values`.
 
 Layout: token labels on the left, and every grid row on the same line as the matrix row
 of the same token, so the eye can follow a token across the screen.
@@ -34,7 +34,6 @@ from manim import (
 )
 from manim.constants import RESAMPLING_ALGORITHMS
 
-from mla_core.scene_data import model_caption
 from scenes.components import (
     BACKGROUND,
     CONTENT_ZONE,
@@ -99,7 +98,7 @@ class QueriesKeysValues(VideoScene):
         n_tokens, head_dim = q.shape
 
         heading = title(f"Inside one head: layer {head['layer']}, head {head['head']}")
-        source = caption(model_caption(self.params))
+        source = caption(self.inputs.model_caption)
 
         # --- layout: every row of every matrix and of the grid on its token's line ------
         def block(values: np.ndarray, color: str) -> MatrixBlock:

@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mla_core.scene_data import CACHE_DIR_ENV, MANIFEST_DIR_ENV, PARAMS_ENV, VideoParams
+from mla_core.scene_data import MANIFEST_DIR_ENV
+from mla_core.scene_data.params import PARAMS_ENV, VideoParams
+from mla_core.scene_data.store import CACHE_DIR_ENV
 
 CONTROL_DIR = Path(__file__).resolve().parent / "control_data" / "golden"
 
@@ -80,7 +82,7 @@ class Golden:
 
 GOLDEN = (
     Golden("Hook", "scenes.hook"),
-    Golden("CacheSizePerToken", "scenes.cache_size"),
+    Golden("CacheSizePerToken", "scenes.cache_size_per_token"),
     Golden("NextToken", "scenes.next_token", gpt2=True),
     # Named heads: "auto" scores heads on a reference text longer than the tiny model's context.
     Golden("AttentionPatterns", "scenes.attention_patterns", True, (("heads", "0.1,0.3,1.0,1.2"),)),

@@ -13,8 +13,9 @@ from mla_core.analysis.cache_size import bytes_per_token, dims_from_config
 from mla_core.analysis.capture import capture_attention, prompt_token_ids
 from mla_core.errors import UserError
 from mla_core.loading.weights import load_gpt2_from_dir
+from mla_core.models.attention import causal_attention
 from mla_core.models.configs import GPT2_MEDIUM, GPT2_SMALL, GPT2_XL, GPT2Config
-from mla_core.models.gpt2 import GPT2, causal_attention
+from mla_core.models.gpt2 import GPT2
 from mla_core.models.kv_cache import KVCache, generate
 
 TOL = 1e-5

@@ -27,20 +27,34 @@ from mla_core.errors import UserError
 from mla_core.loading.tokenizer import gpt2_tokenizer
 from mla_core.loading.weights import load_gpt2_from_dir
 from mla_core.models.kv_cache import generate
-from mla_core.scene_data.gpt2_scenes import (
-    GPT2_SCENE_DATA,
-    attention_gallery,
-    head_walkthrough,
-    kv_cache_steps,
-    next_token,
-    pick_heads,
-)
+from mla_core.names import scene_stem
+from mla_core.scene_data.heads import pick_heads
+from mla_core.scene_data.inputs import resolve_inputs
+from mla_core.scene_data.params import PARAMS_ENV, VideoParams, load_params
+from mla_core.scene_data.store import CACHE_DIR_ENV, DataCache
 from scenes import components as c
 from scenes.components import fmt_bytes, fmt_float, fmt_int
 
 PROMPT = " The American flag is red, white, and"
 PROMPT_IDS = [383, 1605, 6056, 318, 2266, 11, 2330, 11, 290]  # REFERENCE.md
 SCENES = ("NextToken", "AttentionPatterns", "QueriesKeysValues", "KVCacheGrowth")
+
+
+# Each scene's data through the public entry point, as the scenes and `render.py data` get it.
+def next_token(params, data_cache=None):
+    return sd.data_for_scene("NextToken", params, data_cache)
+
+
+def attention_gallery(params, data_cache=None):
+    return sd.data_for_scene("AttentionPatterns", params, data_cache)
+
+
+def head_walkthrough(params, data_cache=None):
+    return sd.data_for_scene("QueriesKeysValues", params, data_cache)
+
+
+def kv_cache_steps(params, data_cache=None):
+    return sd.data_for_scene("KVCacheGrowth", params, data_cache)
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +69,10 @@ def tiny_gpt2_dir(tmp_path_factory):
 def params(tiny_gpt2_dir, tmp_path_factory):
     """Video parameters pointing at the tiny checkpoint, set for the scenes the way render.py
     sets them for a manim process; scene data cached in a fresh folder."""
-    values = sd.load_params(None, {"weights": str(tiny_gpt2_dir), "device": "cpu"})
+    values = load_params(None, {"weights": str(tiny_gpt2_dir), "device": "cpu"})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(sd.PARAMS_ENV, values.to_json())
-        patch.setenv(sd.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("scene_data")))
+        patch.setenv(PARAMS_ENV, values.to_json())
+        patch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("scene_data")))
         yield values
 
 
@@ -141,16 +155,18 @@ def test_final_frame_is_drawn_inside_the_frame(rendered, name):
 @pytest.mark.parametrize("name", SCENES)
 def test_scene_names_its_model_and_records_provenance(rendered, params, name):
     scene, _ = rendered[name]
-    assert sd.model_caption(params) in shown_texts(scene)
-    assert scene.provenance["model_sha256"] == sd._weights_source(params.weights).sha256
+    assert resolve_inputs(params).model_caption in shown_texts(scene)
+    assert scene.provenance["model_sha256"] == resolve_inputs(params).weights.sha256
     assert scene.provenance["prompt"] == PROMPT
     json.dumps(scene.shown_numbers)  # goes into the manifest
 
 
-def test_scene_data_is_registered():
-    assert set(GPT2_SCENE_DATA) == set(SCENES)
-    for name, function in GPT2_SCENE_DATA.items():
-        assert sd.SCENE_DATA[name] is function
+@pytest.mark.parametrize("name", SCENES)
+def test_scene_class_module_data_function_and_kind_share_one_name(params, name):
+    stem = scene_stem(name)
+    function = sd.data_function(name)
+    assert (function.__name__, function.__module__) == (stem, f"mla_core.scene_data.{stem}")
+    assert sd.data_for_scene(name, params, DataCache(enabled=False)).kind == stem
 
 
 # --- NextToken --------------------------------------------------------------------------------
@@ -228,13 +244,15 @@ def test_gallery_reads_a_real_cell(rendered, params):
 
 
 def test_named_heads_and_bos(params, tmp_path):
-    named = sd.VideoParams(**{**params.as_dict(), "heads": "1.2,0.3"})
-    data = attention_gallery(named, sd.DataCache(tmp_path))
+    named = VideoParams(**{**params.as_dict(), "heads": "1.2,0.3"})
+    data = attention_gallery(named, DataCache(tmp_path))
     assert [(h["layer"], h["head"], h["kind"]) for h in data["heads"]] == [(1, 2, ""), (0, 3, "")]
-    with pytest.raises(UserError, match="5.0 is not in this model"):
-        attention_gallery(sd.VideoParams(**{**params.as_dict(), "heads": "5.0"}))
-    with_bos = sd.VideoParams(**{**params.as_dict(), "show_bos": True})
-    data = attention_gallery(with_bos, sd.DataCache(tmp_path))
+    with pytest.raises(
+        UserError, match="heads: layer 5 is out of range; this model has layers 0..1"
+    ):
+        attention_gallery(VideoParams(**{**params.as_dict(), "heads": "5.0"}))
+    with_bos = VideoParams(**{**params.as_dict(), "show_bos": True})
+    data = attention_gallery(with_bos, DataCache(tmp_path))
     assert data["token_ids"].tolist() == [50256, *PROMPT_IDS]
     np.testing.assert_allclose(data["patterns"].sum(-1), 1.0, atol=1e-5)
 
@@ -341,7 +359,7 @@ def test_cache_rows_are_reused_not_recomputed(params, oracle):
 
 
 def test_next_token_data_is_cached(params, tmp_path):
-    cache = sd.DataCache(tmp_path)
+    cache = DataCache(tmp_path)
     first = next_token(params, cache)
     again = next_token(params, cache)
     assert cache.misses == 1 and cache.hits == 1

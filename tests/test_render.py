@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import render
-from mla_core.scene_data import load_params
+from mla_core.scene_data.params import load_params
 from scenes import STORY, TEST_CARD
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
     scene_record = manifest["scenes"][0]
     assert scene_record["shown_numbers"] == {"prompt": " first prompt"}
     assert scene_record["params"]["prompt"] == " first prompt"
-    assert "scenes/testcard.py" in scene_record["source_files"]
+    assert "scenes/test_card.py" in scene_record["source_files"]
 
     capsys.readouterr()
     render.render_scenes([TEST_CARD], quality, params, media)

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from mla_core import scene_data as sd
+from mla_core.code_version import code_version, import_closure
 from mla_core.errors import UserError
+from mla_core.scene_data import params as sp
+from mla_core.scene_data.store import DataCache, SceneData
 
 # --- parameters -----------------------------------------------------------------------------
 
@@ -19,14 +22,14 @@ from mla_core.errors import UserError
 def test_params_from_file_then_overrides(tmp_path):
     file = tmp_path / "video.toml"
     file.write_text('[video]\nprompt = " Hello"\ntop_k = 3\nshow_bos = true\n', encoding="utf-8")
-    params = sd.load_params(file, {"top_k": "7", "heads": "5.1, 2.2"})
+    params = sp.load_params(file, {"top_k": "7", "heads": "5.1, 2.2"})
     assert params.prompt == " Hello" and params.top_k == 7 and params.show_bos is True
-    assert sd.parse_heads(params.heads) == [(5, 1), (2, 2)]
-    assert params.quality == sd.VideoParams().quality  # untouched default
+    assert sp.parse_heads(params.heads) == [(5, 1), (2, 2)]
+    assert params.quality == sp.VideoParams().quality  # untouched default
 
 
 def test_the_shipped_video_toml_loads_to_the_defaults():
-    assert sd.load_params() == sd.VideoParams()
+    assert sp.load_params() == sp.VideoParams()
 
 
 @pytest.mark.parametrize(
@@ -43,7 +46,7 @@ def test_the_shipped_video_toml_loads_to_the_defaults():
 )
 def test_bad_parameters_are_one_line_user_errors(overrides, message):
     with pytest.raises(UserError, match=message) as err:
-        sd.load_params(None, overrides)
+        sp.load_params(None, overrides)
     assert "\n" not in str(err.value)
 
 
@@ -51,34 +54,34 @@ def test_bad_parameter_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[video\n", encoding="utf-8")
     with pytest.raises(UserError, match="not valid TOML"):
-        sd.load_params(bad)
+        sp.load_params(bad)
     typed = tmp_path / "typed.toml"
     typed.write_text('[video]\ntop_k = "five"\n', encoding="utf-8")
     with pytest.raises(UserError, match="top_k='five' must be a int"):
-        sd.load_params(typed)
+        sp.load_params(typed)
     with pytest.raises(UserError, match="does not exist"):
-        sd.load_params(tmp_path / "missing.toml")
+        sp.load_params(tmp_path / "missing.toml")
 
 
 def test_parse_overrides_needs_name_equals_value():
-    assert sd.parse_overrides(["prompt= a=b"]) == {"prompt": " a=b"}
+    assert sp.parse_overrides(["prompt= a=b"]) == {"prompt": " a=b"}
     with pytest.raises(UserError, match="NAME=VALUE"):
-        sd.parse_overrides(["prompt"])
+        sp.parse_overrides(["prompt"])
 
 
 def test_params_travel_through_the_environment(monkeypatch):
-    params = sd.load_params(None, {"prompt": " Yes", "new_tokens": "2"})
-    monkeypatch.setenv(sd.PARAMS_ENV, params.to_json())
-    assert sd.params_from_env() == params
+    params = sp.load_params(None, {"prompt": " Yes", "new_tokens": "2"})
+    monkeypatch.setenv(sp.PARAMS_ENV, params.to_json())
+    assert sp.params_from_env() == params
 
 
 # --- the disk cache ---------------------------------------------------------------------------
 
 
 def counting_compute(calls: list):
-    def compute() -> sd.SceneData:
+    def compute() -> SceneData:
         calls.append(1)
-        return sd.SceneData(
+        return SceneData(
             "demo", {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, {"label": "ok"}
         )
 
@@ -86,20 +89,20 @@ def counting_compute(calls: list):
 
 
 def test_cache_hit_returns_the_same_data(tmp_path):
-    cache, calls = sd.DataCache(tmp_path), []
-    first = cache.get_or_compute("demo", {"prompt": "a"}, counting_compute(calls))
-    second = cache.get_or_compute("demo", {"prompt": "a"}, counting_compute(calls))
+    cache, calls = DataCache(tmp_path), []
+    first = cache.get_or_compute("demo", "v1", {"prompt": "a"}, counting_compute(calls))
+    second = cache.get_or_compute("demo", "v1", {"prompt": "a"}, counting_compute(calls))
     assert len(calls) == 1 and (cache.hits, cache.misses) == (1, 1)
     np.testing.assert_array_equal(first["x"], second["x"])
     assert second["label"] == "ok"
-    cache.get_or_compute("demo", {"prompt": "b"}, counting_compute(calls))  # other inputs
+    cache.get_or_compute("demo", "v1", {"prompt": "b"}, counting_compute(calls))  # other inputs
     assert len(calls) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "edit_array"])
 def test_corrupt_entry_is_detected_and_recomputed(tmp_path, damage):
-    cache, calls = sd.DataCache(tmp_path), []
-    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    cache, calls = DataCache(tmp_path), []
+    cache.get_or_compute("demo", "v1", {"p": 1}, counting_compute(calls))
     (entry,) = tmp_path.glob("demo-*.npz")
     if damage == "truncate":
         entry.write_bytes(entry.read_bytes()[:100])
@@ -109,42 +112,80 @@ def test_corrupt_entry_is_detected_and_recomputed(tmp_path, damage):
         with np.load(entry) as npz:
             header, x = npz["__header__"], npz["x"]
         np.savez(entry.with_suffix(""), __header__=header, x=x + 1)
-    data = cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    data = cache.get_or_compute("demo", "v1", {"p": 1}, counting_compute(calls))
     assert len(calls) == 2 and cache.rejected == 1
     np.testing.assert_array_equal(data["x"], np.arange(6).reshape(2, 3))
     # the recomputed entry is good again
-    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+    cache.get_or_compute("demo", "v1", {"p": 1}, counting_compute(calls))
     assert len(calls) == 2
 
 
-def test_stale_entry_after_a_code_change_is_recomputed(tmp_path, monkeypatch):
-    cache, calls = sd.DataCache(tmp_path), []
-    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
-    monkeypatch.setattr(sd, "code_version", lambda: "a-new-version")
-    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
+def test_stale_entry_after_a_code_change_is_recomputed(tmp_path):
+    cache, calls = DataCache(tmp_path), []
+    cache.get_or_compute("demo", "v1", {"p": 1}, counting_compute(calls))
+    cache.get_or_compute("demo", "v2", {"p": 1}, counting_compute(calls))  # other code
     assert len(calls) == 2
 
 
 def test_entry_filed_under_another_key_is_refused(tmp_path):
-    cache, calls = sd.DataCache(tmp_path), []
-    cache.get_or_compute("demo", {"p": 1}, counting_compute(calls))
-    entry_1 = cache.path("demo", cache.key("demo", {"p": 1}))
-    entry_2 = cache.path("demo", cache.key("demo", {"p": 2}))
+    cache, calls = DataCache(tmp_path), []
+    cache.get_or_compute("demo", "v1", {"p": 1}, counting_compute(calls))
+    entry_1 = cache.path("demo", cache.key("demo", "v1", {"p": 1}))
+    entry_2 = cache.path("demo", cache.key("demo", "v1", {"p": 2}))
     entry_2.write_bytes(entry_1.read_bytes())  # p=1's data where p=2's belongs
-    cache.get_or_compute("demo", {"p": 2}, counting_compute(calls))
+    cache.get_or_compute("demo", "v1", {"p": 2}, counting_compute(calls))
     assert len(calls) == 2 and cache.rejected == 1
 
 
-def test_code_version_hashes_the_sources():
-    version = sd.code_version()
-    assert len(version) == 16 and int(version, 16) >= 0
+def make_package(root, files: dict[str, str]):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_code_version_follows_imports_and_changes_with_any_source_it_imports(tmp_path):
+    make_package(
+        tmp_path,
+        {
+            "mla_core/__init__.py": "",
+            "mla_core/a.py": "from mla_core.b import f\n",
+            "mla_core/b.py": "def f():\n    from mla_core.sub import c  # a local import\n",
+            "mla_core/sub/__init__.py": "",
+            "mla_core/sub/c.py": "X = 1\n",
+            "mla_core/unrelated.py": "Y = 2\n",
+        },
+    )
+    closure = {p.relative_to(tmp_path).as_posix() for p in import_closure("mla_core.a", tmp_path)}
+    assert closure == {
+        "mla_core/__init__.py",
+        "mla_core/a.py",
+        "mla_core/b.py",
+        "mla_core/sub/__init__.py",
+        "mla_core/sub/c.py",
+    }
+    before = code_version("mla_core.a", tmp_path)
+    (tmp_path / "mla_core/unrelated.py").write_text("Y = 3\n")  # not imported: no change
+    import_closure.cache_clear()
+    assert code_version("mla_core.a", tmp_path) == before
+    (tmp_path / "mla_core/sub/c.py").write_text("X = 2\n")  # imported two hops away
+    import_closure.cache_clear()
+    after = code_version("mla_core.a", tmp_path)
+    assert after != before and len(after) == 16
+
+
+def test_each_scenes_data_key_covers_the_code_it_runs():
+    closure = {p.name for p in import_closure("mla_core.scene_data.kv_cache_growth")}
+    # the model, its cache, the cache formula and the head picker all decide the numbers
+    assert {"gpt2.py", "kv_cache.py", "cache_size.py", "heads.py", "head_scores.py"} <= closure
+    assert "next_token.py" not in closure  # another scene's edit leaves this one's cache alone
 
 
 # --- the registry -------------------------------------------------------------------------------
 
 
 def test_scene_data_registry():
-    params = sd.VideoParams()
+    params = sp.VideoParams()
     assert sd.data_for_scene("CacheSizePerToken", params)["bytes_per_token"].tolist() == [
         3_997_696,
         249_856,

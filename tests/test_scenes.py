@@ -234,5 +234,5 @@ def test_scene_record_holds_the_numbers_on_screen_and_their_provenance(rendered,
     assert record["shown_numbers"]["bytes_per_token"]["MLA"] == f"{paper_formula_bytes('MLA'):,}"
     assert record["provenance"]["computed_by"] == "mla_core.analysis.cache_size"
     assert record["params"] == scene.params.as_dict()
-    assert "scenes/cache_size.py" in record["source_files"]
+    assert "scenes/cache_size_per_token.py" in record["source_files"]
     assert "mla_core/analysis/cache_size.py" in record["source_files"]

@@ -25,24 +25,18 @@ import torch
 
 from mla_core import atomic
 from mla_core.analysis.capture import AttentionCapture, capture_attention, prompt_token_ids
-from mla_core.errors import UserError
+from mla_core.errors import UserError, check_layer_head
 from mla_core.loading.tokenizer import gpt2_tokenizer
+from mla_core.models.attention import causal_softmax
 from mla_core.models.deepseek import DeepSeekModel
 from mla_core.models.gpt2 import GPT2
 from mla_core.models.gpt2_to_mla import LatentAttention, LatentKVCache
-from mla_core.models.mla import LatentCache, MultiHeadLatentAttention, causal_mask
+from mla_core.models.mla import LatentCache, MultiHeadLatentAttention
 from mla_core.models.rope import rope_angles
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy()
-
-
-def _check(layer: int, head: int, n_layers: int, n_heads: int) -> None:
-    if not 0 <= layer < n_layers:
-        raise UserError(f"--layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
-    if not 0 <= head < n_heads:
-        raise UserError(f"--head {head} is out of range; this model has heads 0..{n_heads - 1}")
 
 
 # --- GPT-2 converted to MLA -------------------------------------------------------------
@@ -87,7 +81,7 @@ def gpt2_latent_head(
 ) -> GPT2LatentHead:
     """Everything one head of a converted GPT-2 computes on `prompt` (batch of one)."""
     config = model.config
-    _check(layer, head, config.n_layer, config.n_head)
+    check_layer_head(layer, head, config.n_layer, config.n_head)
     attn = model.h[layer].attn
     if not isinstance(attn, LatentAttention):
         raise UserError("this GPT-2 is not converted to MLA: use gpt2_to_mla.convert_gpt2 first")
@@ -200,7 +194,7 @@ def gpt2_latent_cache_steps(
     model: GPT2, prompt: str | list[int], n_new: int, layer: int, bos: bool = True
 ) -> list[CacheStep]:
     """Greedy generation with a converted GPT-2: the cache after the prompt and each new token."""
-    _check(layer, 0, model.config.n_layer, model.config.n_head)
+    check_layer_head(layer, 0, model.config.n_layer, model.config.n_head)
     if n_new < 1:
         raise UserError(f"n_new={n_new} must be >= 1")
     tokenizer = gpt2_tokenizer()
@@ -266,7 +260,7 @@ def deepseek_latent_head(
 ) -> DeepSeekLatentHead:
     """Everything one head of a DeepSeek MLA layer computes on hidden states (T, C)."""
     cfg = attn.config
-    _check(0, head, 1, cfg.n_heads)
+    check_layer_head(0, head, 1, cfg.n_heads)
     if hidden.dim() == 2:
         hidden = hidden[None]
     if hidden.shape[0] != 1:
@@ -280,8 +274,7 @@ def deepseek_latent_head(
     naive = attn.naive_scores(q_nope, q_rope, k_nope, k_rope)[0, :, head]  # (T, T)
     absorbed = attn.absorbed_scores(q_latent, q_rope, c_kv, k_rope)[0, :, head]
     rope_part = torch.einsum("sr,tr->st", q_rope[0, :, head], k_rope[0]) * attn.scale
-    mask = causal_mask(n_tokens, n_tokens, naive.dtype).to(naive.device)
-    pattern = (naive + mask).softmax(-1, dtype=torch.promote_types(naive.dtype, torch.float32))
+    _, pattern = causal_softmax(naive)
     q_weight = attn.w_q.weight if cfg.q_lora_rank is None else attn.w_uq.weight
     per_head = q_weight.view(cfg.n_heads, cfg.qk_head_dim, -1)[head, : cfg.qk_nope_head_dim]
     w_dkv = attn.w_dkv.weight
@@ -313,7 +306,7 @@ def deepseek_latent_head(
 @torch.no_grad()
 def deepseek_layer_input(model: DeepSeekModel, token_ids: list[int], layer: int) -> torch.Tensor:
     """The hidden states (T, C) that layer `layer`'s attention sees (after its RMSNorm)."""
-    _check(layer, 0, model.config.n_layers, model.config.n_heads)
+    check_layer_head(layer, 0, model.config.n_layers, model.config.n_heads)
     inputs: list[torch.Tensor] = []
     attn = model.blocks[layer].attn
     hook = attn.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
@@ -332,7 +325,7 @@ def deepseek_cache_steps(
 
     DeepSeek has no tokenizer here: `tokens` are the ids written as text.
     """
-    _check(layer, 0, model.config.n_layers, model.config.n_heads)
+    check_layer_head(layer, 0, model.config.n_layers, model.config.n_heads)
     if n_new < 1:
         raise UserError(f"n_new={n_new} must be >= 1")
     cache = LatentCache(model.config.n_layers)

@@ -11,7 +11,8 @@ and an output head tied to the token embedding.
 
 Two attention paths compute the same thing:
 - fast: `scaled_dot_product_attention(is_causal=True)`, used for plain forwards (training);
-- explicit: q k^T / sqrt(d), mask, softmax, pattern @ v (`causal_attention`), used when
+- explicit: q k^T / sqrt(d), mask, softmax, pattern @ v (`models.attention.causal_attention`),
+  used when
   the caller asks to capture the tensors or decodes step by step with a KV cache.
 
 Shapes: B batch, T tokens, C = n_embd, H = n_head, D = head_dim = C / H, V = vocab_size.
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mla_core.errors import UserError
+from mla_core.models.attention import causal_attention
 from mla_core.models.configs import GPT2Config
 
 if TYPE_CHECKING:
@@ -34,35 +36,6 @@ if TYPE_CHECKING:
 
 # What the explicit path records per layer when the caller passes a `capture` list.
 CAPTURED_NAMES = ("q", "k", "v", "scores", "masked_scores", "pattern", "z")
-
-
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Scaled dot-product attention with a causal mask, every step kept.
-
-    q: [B, H, Tq, D] are the queries of the LAST Tq of the Tk positions that k, v [B, H, Tk, D]
-    cover (Tq == Tk for a whole prompt, Tq == 1 for one decode step with a KV cache).
-    Returns q, k, v, scores = q k^T / sqrt(D), masked_scores (-inf where a query would see a
-    later key), pattern = softmax(masked_scores) (rows sum to 1, exact 0 above the diagonal)
-    and z = pattern @ v [B, H, Tq, D], the head outputs.
-    """
-    n_queries, n_keys = q.size(-2), k.size(-2)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # [B, H, Tq, Tk]
-    # Query i sits at position n_keys - n_queries + i; it may not look at later keys.
-    future = torch.ones(n_queries, n_keys, dtype=torch.bool, device=q.device).triu(
-        diagonal=n_keys - n_queries + 1
-    )
-    masked_scores = scores.masked_fill(future, float("-inf"))
-    pattern = torch.softmax(masked_scores, dim=-1)
-    z = pattern @ v  # [B, H, Tq, D]
-    return {
-        "q": q,
-        "k": k,
-        "v": v,
-        "scores": scores,
-        "masked_scores": masked_scores,
-        "pattern": pattern,
-        "z": z,
-    }
 
 
 class CausalSelfAttention(nn.Module):

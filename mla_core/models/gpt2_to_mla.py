@@ -46,8 +46,9 @@ from torch import nn
 from mla_core.analysis.cache_size import CacheDims, bytes_per_token
 from mla_core.atomic import write_atomically, write_text_atomically
 from mla_core.errors import UserError
+from mla_core.models.attention import causal_attention, causal_softmax
 from mla_core.models.configs import GPT2Config
-from mla_core.models.gpt2 import CAPTURED_NAMES, GPT2, CausalSelfAttention, causal_attention
+from mla_core.models.gpt2 import CAPTURED_NAMES, GPT2, CausalSelfAttention
 
 LATENT_NAMES = ("c_kv", "q_latent")  # captured per layer besides gpt2.CAPTURED_NAMES
 
@@ -204,12 +205,7 @@ class LatentAttention(nn.Module):
             c_kv = kv_cache.append(layer, c_kv)  # (B, T_past + T, r)
 
         if absorb:
-            scores = self.absorbed_scores(q, c_kv)
-            n_keys = c_kv.shape[1]
-            future = torch.ones(n_tokens, n_keys, dtype=torch.bool, device=x.device).triu(
-                n_keys - n_tokens + 1
-            )
-            pattern = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+            _, pattern = causal_softmax(self.absorbed_scores(q, c_kv))
             o_latent = torch.einsum("bhst,btc->bhsc", pattern, c_kv)
             z = torch.einsum("bhsc,hdc->bhsd", o_latent, self.w_uv) + self.b_v[:, None, :]
             steps = None

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from mla_core.errors import UserError
+from mla_core.models.attention import causal_softmax
 from mla_core.models.configs import DeepSeekConfig
 from mla_core.models.rope import apply_rope, rope_angles, softmax_scale
 
@@ -80,18 +81,6 @@ class LatentCache:
         """Bytes of all stored tensors."""
         stored = [t for t in (*self.c_kv, *self.k_rope) if t is not None]
         return sum(t.numel() * t.element_size() for t in stored)
-
-
-def causal_mask(n_new: int, n_total: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask (n_new, n_total): new token i (position n_total - n_new + i) sees t <= it."""
-    start = n_total - n_new
-    blocked = torch.ones(n_new, n_total, dtype=torch.bool).triu(diagonal=start + 1)
-    return torch.zeros(n_new, n_total, dtype=dtype).masked_fill(blocked, float("-inf"))
-
-
-def softmax_probs(scores: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Softmax over the last axis in at least float32, returned in `dtype`."""
-    return scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(dtype)
 
 
 class MultiHeadLatentAttention(nn.Module):
@@ -214,17 +203,16 @@ class MultiHeadLatentAttention(nn.Module):
         c_kv, k_rope = self.latents(h, angles)
         if cache is not None:
             c_kv, k_rope = cache.append(self.layer_index, c_kv, k_rope)
-        mask = causal_mask(n_new, c_kv.shape[1], h.dtype).to(h.device)[:, None, :]  # (s, 1, t)
 
         if absorb:
             q_latent = self.absorb_query(q_nope)
             scores = self.absorbed_scores(q_latent, q_rope, c_kv, k_rope)
-            probs = softmax_probs(scores + mask, h.dtype)
+            _, probs = causal_softmax(scores.to(h.dtype), query_axis=-3)  # (b, s, h, t)
             o_latent = torch.einsum("bsht,btc->bshc", probs, c_kv)
             out = torch.einsum("bshc,hdc->bshd", o_latent, self.w_uv)
         else:
             k_nope, v = self.expand_kv(c_kv)
             scores = self.naive_scores(q_nope, q_rope, k_nope, k_rope)
-            probs = softmax_probs(scores + mask, h.dtype)
+            _, probs = causal_softmax(scores.to(h.dtype), query_axis=-3)
             out = torch.einsum("bsht,bthd->bshd", probs, v)
         return self.w_o(out.flatten(2))

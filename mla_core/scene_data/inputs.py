@@ -1,0 +1,88 @@
+"""The video parameters, resolved once: model, tokenizer, weights, device and provenance.
+
+`resolve_inputs(params)` turns the parameters into one `SceneInputs` object, and every data
+function receives that object: the weights folder is found and hashed once, the device is
+checked once, the model is loaded once per process (on first use), and the provenance that
+goes into every manifest is written in one place. The data flows downward from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache, cached_property
+from typing import Any
+
+from mla_core.loading.weights import (
+    CONFIG_FILE,
+    WeightsSource,
+    check_device,
+    load_gpt2_from_dir,
+    resolve_weights,
+    sha256_of_file,
+)
+from mla_core.models.gpt2 import GPT2
+from mla_core.scene_data.params import VideoParams
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """What every data function starts from. `model` and `tokenizer` load on first use."""
+
+    params: VideoParams
+    weights: WeightsSource  # the GPT-2 folder, how it was found, its safetensors' sha256
+    config_sha256: str  # of its config.json: the same weights with another config differ
+    device: str  # "cpu" or "cuda", checked
+
+    @cached_property
+    def model(self) -> GPT2:
+        return load_gpt2_from_dir(self.weights.path, device=self.device)
+
+    @cached_property
+    def tokenizer(self):
+        from mla_core.loading.tokenizer import gpt2_tokenizer
+
+        return gpt2_tokenizer()
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Which model the GPT-2 scenes use: its description, sha256 and device."""
+        return {
+            "model": self.weights.description,
+            "model_kind": self.weights.kind,
+            "model_sha256": self.weights.sha256,
+            "device": self.device,
+        }
+
+    def prompt_provenance(self, token_ids: list[int], **more: Any) -> dict[str, Any]:
+        """The model's provenance plus the prompt and its token ids (and any `more`)."""
+        return {**self.provenance, "prompt": self.params.prompt, "token_ids": token_ids, **more}
+
+    @property
+    def model_caption(self) -> str:
+        """One short line for a scene's caption: which model drew the picture."""
+        if self.weights.kind == "embedded":
+            return "demo model trained by this project; run with --set weights=DIR for GPT-2 small"
+        return f"model: {self.weights.path.name}, sha256 {self.weights.sha256[:12]}"
+
+    def cache_key(self) -> dict[str, Any]:
+        """Everything a data function's result can depend on (JSON-ready); the render
+        quality is left out, since no data depends on it."""
+        params = {k: v for k, v in self.params.as_dict().items() if k != "quality"}
+        return {
+            "params": params,
+            "weights_sha256": self.weights.sha256,
+            "config_sha256": self.config_sha256,
+            "device": self.device,
+        }
+
+
+@cache
+def resolve_inputs(params: VideoParams) -> SceneInputs:
+    """Resolve the parameters once per process (the same params give the same object)."""
+    weights = resolve_weights(params.weights or None)
+    return SceneInputs(
+        params=params,
+        weights=weights,
+        config_sha256=sha256_of_file(weights.path / CONFIG_FILE),
+        device=check_device(params.device or None),
+    )
