@@ -27,6 +27,27 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keep_out_of_the_users_work(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never touch the user's media/ or .cache/: every manim folder and the scene-data
+    cache point into a temporary folder for the whole run (a user's `make video` before
+    `make test` leaves folders there that a test render would trip over)."""
+    from manim import config as manim_config
+
+    from mla_core.scene_data.store import CACHE_DIR_ENV
+
+    work = tmp_path_factory.mktemp("user_work")
+    saved = {key: manim_config[key] for key in ("media_dir", "tex_dir", "text_dir")}
+    manim_config.media_dir = str(work / "media")
+    manim_config.tex_dir = str(work / "media" / "Tex")
+    manim_config.text_dir = str(work / "media" / "texts")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV, str(work / "scene_data"))
+        yield work
+    for key, value in saved.items():
+        manim_config[key] = value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--regenerate-golden",
