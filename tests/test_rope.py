@@ -13,7 +13,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import apply_rotary_pos_emb
 
 from mla_core.errors import UserError
-from mla_core.models.configs import DEEPSEEK_TINY, DEEPSEEK_V2_LITE, DEEPSEEK_V3
+from mla_core.models.configs import DEEPSEEK_TINY, DEEPSEEK_V2, DEEPSEEK_V2_LITE, DEEPSEEK_V3
 from mla_core.models.rope import (
     apply_rope,
     interleaved_to_half_order,
@@ -95,3 +95,13 @@ def test_positions_past_max_seq_len_are_refused():
         rope_angles(DEEPSEEK_TINY, torch.arange(65))
     with pytest.raises(UserError, match="must be even"):
         interleaved_to_half_order(5)
+
+
+@pytest.mark.parametrize("cfg", [DEEPSEEK_V2, DEEPSEEK_V2_LITE], ids=str)
+def test_v2_configs_carry_the_official_yarn_mscale(cfg):
+    """DeepSeek-V2 and V2-Lite ship rope_scaling mscale = mscale_all_dim = 0.707 (their
+    config.json / inference/configs/config_16B.json); V3 ships 1.0. The softmax scale is then
+    (d_nope + d_R)^-0.5 * (0.1 * 0.707 * ln(40) + 1)^2, written out here from the formula."""
+    assert cfg.yarn.mscale == 0.707 and DEEPSEEK_V3.yarn.mscale == 1.0
+    expected = (128 + 64) ** -0.5 * (0.1 * 0.707 * math.log(40.0) + 1.0) ** 2
+    assert softmax_scale(cfg) == pytest.approx(expected, rel=1e-12)

@@ -141,6 +141,7 @@ DEEPSEEK_V2 = replace(
     n_layers=60,
     vocab_size=102400,
     intermediate_size=12288,
+    yarn=replace(_DEEPSEEK_YARN, mscale=0.707),  # V2's config.json: mscale = mscale_all_dim
 )
 DEEPSEEK_V2_LITE = replace(
     DEEPSEEK_V3,
@@ -151,6 +152,7 @@ DEEPSEEK_V2_LITE = replace(
     q_lora_rank=None,
     vocab_size=102400,
     intermediate_size=10944,
+    yarn=replace(_DEEPSEEK_YARN, mscale=0.707),  # config_16B.json: mscale 0.707
 )
 
 # Small DeepSeek-style configs for tests and quick demos (not real models). Every width
