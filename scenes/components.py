@@ -63,16 +63,6 @@ LATENT = "#b48cf2"  # purple: the compressed c_KV that MLA caches
 CACHE = "#7fcf8f"  # green: what is kept in memory between decode steps
 HIGHLIGHT = "#ff9f43"  # orange: "look here"
 
-ROLE_COLORS = {
-    "query": QUERY,
-    "key": KEY,
-    "value": VALUE,
-    "latent": LATENT,
-    "cache": CACHE,
-    "highlight": HIGHLIGHT,
-    "text": TEXT_COLOR,
-    "muted": MUTED,
-}
 
 # --- type scale --------------------------------------------------------------------------
 
@@ -188,12 +178,6 @@ def caption(s: str, color: str = MUTED) -> Text:
     if line.width * MIN_CAPTION_SCALE > CAPTION_ZONE.width:
         raise ValueError(f"caption too long to stay legible ({len(s)} characters): {s!r}")
     return fit_in(line, CAPTION_ZONE)
-
-
-def provenance_caption(source: str, hint: str | None = None) -> Text:
-    """Where the numbers on screen come from, e.g.
-    provenance_caption("demo model: tiny GPT-2", "run with --weights for GPT-2 small")."""
-    return caption(source if hint is None else f"{source}; {hint}")
 
 
 # --- numbers -----------------------------------------------------------------------------

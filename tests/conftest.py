@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import SMALL_GPT2, TINY_GPT2, make_hf_gpt2_checkpoint
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,26 +56,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite the golden frames in tests/control_data/ (tests/test_golden_frames.py)",
     )
-
-
-TINY_GPT2 = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4)
-SMALL_GPT2 = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
-
-
-def make_hf_gpt2_checkpoint(folder: Path, seed: int, std: float = 0.2, **config) -> Path:
-    """Write a random GPT-2 with transformers' save_pretrained; every tensor random."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(**config))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or "ln_f.w" in name:
-                param.copy_(1.0 + std * torch.randn_like(param))  # keep LayerNorm gains near 1
-            else:
-                param.normal_(0.0, std)
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import json
 
 import pytest
 import torch
+from helpers import reference_attention
 
 from mla_core.bench import decode_attention
 from mla_core.bench.decode import parse_contexts
@@ -22,7 +23,6 @@ from mla_core.bench.decode_attention import (
     mha_decode,
     mla_absorbed_decode,
     mla_naive_decode,
-    reference_attention,
     step_cost,
     use_compiled_matvec,
     v3_dims,

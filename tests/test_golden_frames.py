@@ -166,7 +166,7 @@ def render_golden(
     golden: Golden, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights: str
 ) -> np.ndarray:
     """The scene's final frame at 320x180, with GOLDEN_PARAMS and a private data cache."""
-    from test_scenes import render_final_frame
+    from helpers import render_final_frame
 
     monkeypatch.setenv(PARAMS_ENV, golden.params(weights).to_json())
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "scene_data"))

@@ -17,9 +17,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_GPT2, make_hf_gpt2_checkpoint
+from helpers import TINY_GPT2, make_hf_gpt2_checkpoint, render_final_frame, shown_texts
 from manim import Mobject
-from test_scenes import render_final_frame, shown_texts
 
 from mla_core import scene_data as sd
 from mla_core.analysis.head_scores import measure_head_scores, typical_heads

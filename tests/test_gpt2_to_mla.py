@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import set_absorb
 from safetensors.numpy import load_file
 
 from mla_core.analysis.cache_size import cache_bytes
@@ -23,7 +24,6 @@ from mla_core.models.gpt2_to_mla import (
     latent_cache_dims,
     load_converted,
     save_converted,
-    set_absorb,
 )
 
 N_EMBD = 32  # the tiny fixture's width (tests/conftest.py)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from manim import Mobject, Text, tempconfig
+from helpers import SMALL, render_final_frame, scene_class, shown_texts
+from manim import Mobject
 from manim import config as manim_config
 
 from mla_core.analysis.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
@@ -21,36 +22,6 @@ from scenes import STORY, TEST_CARD
 from scenes import components as c
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL = {"pixel_width": 320, "pixel_height": 180, "frame_rate": 5}
-
-
-def render_final_frame(scene_cls: type, tmp_path: Path):
-    """Build the scene with animations skipped, render it, return (scene, RGB frame)."""
-    settings = {
-        **SMALL,
-        "media_dir": str(tmp_path),
-        "format": "none",
-        "disable_caching": True,
-        "background_color": c.BACKGROUND,
-        "verbosity": "WARNING",
-        "progress_bar": "none",
-    }
-    with tempconfig(settings):
-        scene = scene_cls(skip_animations=True)
-        scene.render()
-        frame = scene.renderer.get_frame()[..., :3]
-    return scene, frame
-
-
-def scene_class(entry):
-    module = __import__(entry.module, fromlist=[entry.name])
-    return getattr(module, entry.name)
-
-
-def shown_texts(scene) -> list[str]:
-    return [
-        m.original_text for top in scene.mobjects for m in top.get_family() if isinstance(m, Text)
-    ]
 
 
 @pytest.fixture(scope="module")

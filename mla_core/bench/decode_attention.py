@@ -383,16 +383,3 @@ def expand_latent_cache(
     k_rope_per_head = k_rope_cache.unsqueeze(1).expand(-1, n_heads, t, -1)
     v = torch.einsum("btc,hvc->bhtv", c_kv_cache, w_uv)
     return torch.cat([k_nope, k_rope_per_head], dim=-1).contiguous(), v.contiguous()
-
-
-def reference_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float
-) -> torch.Tensor:
-    """softmax(q k^T * scale) v for ONE query row, written the obvious way (for tests).
-
-    q [d_k], keys [T, d_k], values [T, d_v] -> [d_v].
-    """
-    scores = keys @ q * scale
-    weights = torch.exp(scores - scores.max())
-    weights = weights / weights.sum()
-    return weights @ values

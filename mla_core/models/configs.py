@@ -8,7 +8,7 @@ deepseek-ai/DeepSeek-V3 `inference/configs/*.json` and the Hugging Face configs
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mla_core.errors import UserError
@@ -294,7 +294,3 @@ def deepseek_config_from_hf(data: dict, name: str = "deepseek") -> DeepSeekConfi
         rms_norm_eps=float(data.get("rms_norm_eps", 1e-6)),
         tie_embeddings=bool(data.get("tie_word_embeddings", False)),
     )
-
-
-def config_field_names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]

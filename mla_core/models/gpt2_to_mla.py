@@ -50,8 +50,6 @@ from mla_core.models.attention import causal_attention, causal_softmax
 from mla_core.models.configs import GPT2Config
 from mla_core.models.gpt2 import CAPTURED_NAMES, GPT2, CausalSelfAttention
 
-LATENT_NAMES = ("c_kv", "q_latent")  # captured per layer besides gpt2.CAPTURED_NAMES
-
 
 def check_rank(rank: int, config: GPT2Config) -> int:
     """The latent rank, 1 <= r <= n_embd, or a one-line UserError saying why."""
@@ -284,12 +282,6 @@ def with_attention(model: GPT2, layers: list[LatentAttention], rank: int) -> GPT
         new_block.attn = attn
     converted.mla_rank = rank
     return converted.eval()
-
-
-def set_absorb(model: GPT2, absorb: bool) -> None:
-    """Switch every LatentAttention of a converted model to the absorbed (or naive) path."""
-    for block in model.h:
-        block.attn.absorb = absorb
 
 
 def latent_cache_dims(config: GPT2Config, rank: int) -> CacheDims:
