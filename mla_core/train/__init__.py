@@ -518,21 +518,6 @@ def head_score_summary(model: GPT2) -> dict:
     }
 
 
-def refresh_model_card(model_dir: Path) -> None:
-    """Rewrite MODEL.md, loss_curve.png and the head scores in training.json from the shipped
-    weights and the recorded history (after a change to the card's template; no training)."""
-    from mla_core.atomic import write_text_atomically
-    from mla_core.loading.weights import load_gpt2_from_dir
-
-    record_file = Path(model_dir) / TRAINING_FILE
-    summary = json.loads(record_file.read_text(encoding="utf-8"))
-    summary["head_scores"] = head_score_summary(load_gpt2_from_dir(model_dir))
-    tokens_per_step = summary["batch_size"] * summary["n_ctx"]
-    plot_loss_curve(summary["history"], tokens_per_step, Path(model_dir) / "loss_curve.png")
-    write_text_atomically(record_file, json.dumps(summary, indent=1) + "\n")
-    write_text_atomically(Path(model_dir) / "MODEL.md", model_card(summary))
-
-
 def to_float16(weights_file: Path, config_file: Path) -> None:
     """Rewrite a saved float32 checkpoint as float16 (half the bytes; computed in fp32 later)."""
     tensors = {k: v.to(torch.float16) for k, v in load_file(str(weights_file)).items()}
