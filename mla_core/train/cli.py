@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from mla_core.cli.args import OneLineArgumentParser
 from mla_core.errors import UserError
 from mla_core.train.loop import train
 from mla_core.train.settings import TrainSettings
@@ -19,8 +20,6 @@ DEFAULT_CHECKPOINT_DIR = Path(".cache/train-checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mla_core.cli import OneLineArgumentParser
-
     p = OneLineArgumentParser(
         prog="python -m mla_core.train",
         description="Train the embedded demo GPT-2 on Wikipedia summaries (fixed seeds).",
