@@ -11,10 +11,9 @@ function returning the JSON-ready report.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -35,11 +34,12 @@ from mla_core.bench.decode_attention import (
     step_cost,
     use_compiled_matvec,
 )
-from mla_core.bench.roofline import Clock, Roofline, measure_roofline, synchronize
+from mla_core.bench.roofline import Roofline, measure_roofline
+from mla_core.bench.timer import THREAD_CPU, WALL, Clock, time_calls
 from mla_core.errors import UserError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
+CLOCKS = {"wall": WALL, "thread": THREAD_CPU}
 DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_CONTEXTS = (1024, 4096)
 MEMORY_FRACTION = 0.5  # never fill more than this share of the free memory with one case
@@ -114,34 +114,6 @@ def build_case(
         args = (q_nope, q_rope, c_kv_cache, k_rope_cache, w_uk_t, w_uv, scale)
         return mla_absorbed_decode, args
     raise UserError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
-
-
-def time_step(
-    kernel: Callable[..., torch.Tensor],
-    args: tuple,
-    device: torch.device,
-    warmup: int = 2,
-    min_repeats: int = 3,
-    max_repeats: int = 15,
-    target_seconds: float = 1.0,
-    clock: Clock = time.perf_counter,
-) -> tuple[float, int]:
-    """Median seconds of one call after `warmup` calls, and how many calls were timed.
-
-    Repeats: as many as fit in about `target_seconds`, between min and max.
-    """
-    for _ in range(warmup):
-        kernel(*args)
-    synchronize(device)
-    times: list[float] = []
-    while len(times) < max_repeats:
-        start = clock()
-        kernel(*args)
-        synchronize(device)
-        times.append(clock() - start)
-        if len(times) >= min_repeats and sum(times) > target_seconds:
-            break
-    return statistics.median(times), len(times)
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -298,15 +270,17 @@ def _run_case(
         )
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
-    seconds, repeats = time_step(
-        kernel,
-        args,
-        device,
+    # Median after warm-up; as many calls as fit in about target_seconds, 3 to max_repeats.
+    timing = time_calls(
+        functools.partial(kernel, *args),
+        3,
         warmup=1 if quick else 2,
-        target_seconds=0.2 if quick else 1.0,
-        max_repeats=5 if quick else 15,
+        device=device,
         clock=clock,
+        max_repeats=5 if quick else 15,
+        target_seconds=0.2 if quick else 1.0,
     )
+    seconds, repeats = timing.median, timing.repeats
     del args
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
     row.update(
