@@ -37,6 +37,7 @@ from mla_core.bench.decode_attention import (
 from mla_core.bench.roofline import Roofline, measure_roofline
 from mla_core.bench.timer import THREAD_CPU, WALL, Clock, time_calls
 from mla_core.errors import UserError
+from mla_core.loading.weights import check_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 CLOCKS = {"wall": WALL, "thread": THREAD_CPU}
@@ -156,7 +157,7 @@ def run_decode_benchmark(
     counts the time other processes held the core; memory bandwidth is still shared).
     Returns the JSON-ready report (see `format_table` for what the columns mean).
     """
-    dev = _check_device(device)
+    dev = torch.device(check_device(device))
     dims = dims or DecodeDims()
     for name in dtypes:
         if name not in DTYPES:
@@ -309,14 +310,6 @@ def _add_speedups(results: list[dict]) -> None:
 
 def _label(variant: str, dims: DecodeDims) -> str:
     return VARIANT_LABELS[variant] + (f"-{dims.gqa_groups}" if variant == "gqa" else "")
-
-
-def _check_device(device: str) -> torch.device:
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"device {device!r} is not supported; allowed: cpu, cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
 
 
 def _device_name(device: torch.device) -> str:
