@@ -63,13 +63,11 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
     from mla_core.bench.decode import (
         DEFAULT_CONTEXTS,
         QUICK_CONTEXTS,
-        format_table,
         parse_contexts,
         run_decode_benchmark,
-        write_json,
-        write_plot,
     )
     from mla_core.bench.decode_attention import VARIANTS
+    from mla_core.bench.decode_report import format_table, write_json, write_plot
 
     if args.contexts is not None:
         contexts = parse_contexts(args.contexts)
