@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from mla_core.atomic import write_atomically  # noqa: E402
-from mla_core.cli import OneLineArgumentParser  # noqa: E402
+from mla_core.cli.args import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
 from mla_core.scene_data import MANIFEST_DIR_ENV  # noqa: E402
 from mla_core.scene_data.params import (  # noqa: E402

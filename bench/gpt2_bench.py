@@ -15,11 +15,8 @@ import json
 import os
 import platform
 import resource
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from mla_core.analysis.capture import capture_attention  # noqa: E402
 from mla_core.atomic import write_text_atomically  # noqa: E402
+from mla_core.bench.timer import Timing, time_calls  # noqa: E402
 from mla_core.loading.weights import check_device, load_gpt2_from_dir, resolve_weights, save_gpt2  # noqa: E402
 from mla_core.models.configs import GPT2_SMALL  # noqa: E402
 from mla_core.models.gpt2 import GPT2  # noqa: E402
@@ -37,21 +35,9 @@ from mla_core.models.kv_cache import KVCache  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "gpt2_bench.json"
 
 
-def timed(fn: Callable[[], object], repeats: int, device: str) -> dict[str, float]:
-    """Median and min seconds of `repeats` calls after one warm-up call."""
-
-    def once() -> float:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    once()
-    times = [once() for _ in range(repeats)]
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+def row(timing: Timing) -> dict[str, float]:
+    """A timing as the JSON records it: median and min seconds, and how many calls."""
+    return {"median_s": timing.median, "min_s": timing.best, "repeats": timing.repeats}
 
 
 def peak_rss_bytes() -> int:
@@ -91,27 +77,29 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gpt2_bench_") as tmp:
         torch.manual_seed(0)
         save_gpt2(GPT2(GPT2_SMALL), tmp)  # the random model is freed before loading
-        start = time.perf_counter()
-        source = resolve_weights(tmp)
-        timings["resolve (sha256 of the weights)"] = {"median_s": time.perf_counter() - start}
-        start = time.perf_counter()
-        model = load_gpt2_from_dir(source.path, device=device)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        timings["load"] = {"median_s": time.perf_counter() - start}
+        resolved = time_calls(lambda: resolve_weights(tmp), 1, warmup=0)
+        source = resolved.result
+        timings["resolve (sha256 of the weights)"] = {"median_s": resolved.median}
+        loaded = time_calls(
+            lambda: load_gpt2_from_dir(source.path, device=device), 1, warmup=0, device=device
+        )
+        model = loaded.result
+        timings["load"] = {"median_s": loaded.median}
         results["parameters"] = model.num_parameters()
         results["weights_bytes"] = (Path(tmp) / "model.safetensors").stat().st_size
 
     ids = ids.to(device)
     with torch.no_grad():
         for n in (10, 512):
-            timings[f"forward {n} tokens"] = timed(
-                lambda n=n: model(ids[:, :n]), args.repeats, device
+            timings[f"forward {n} tokens"] = row(
+                time_calls(lambda n=n: model(ids[:, :n]), args.repeats, device=device)
             )
         for n in (10, 128):
             prompt = ids[0, :n].tolist()
-            timings[f"capture {n} tokens (all heads)"] = timed(
-                lambda p=prompt: capture_attention(model, p), args.repeats, device
+            timings[f"capture {n} tokens (all heads)"] = row(
+                time_calls(
+                    lambda p=prompt: capture_attention(model, p), args.repeats, device=device
+                )
             )
 
         def decode_step() -> None:
@@ -123,7 +111,9 @@ def main() -> int:
         prefilled = KVCache(model.config.n_layer)
         model(ids[:, :511], kv_cache=prefilled)
         cache = KVCache(model.config.n_layer)
-        timings["decode 1 token, KV cache of 511"] = timed(decode_step, args.repeats * 4, device)
+        timings["decode 1 token, KV cache of 511"] = row(
+            time_calls(decode_step, args.repeats * 4, device=device)
+        )
         results["kv_cache_bytes_511_tokens"] = prefilled.size_bytes
 
     results["timings"] = timings

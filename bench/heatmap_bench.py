@@ -26,7 +26,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from manim import ManimColor, Scene, Square, VGroup, tempconfig  # noqa: E402
 from manim import __version__ as manim_version  # noqa: E402
 
 from mla_core.atomic import write_text_atomically  # noqa: E402
+from mla_core.bench.timer import PROCESS_CPU, time_calls  # noqa: E402
 from render import QUALITIES  # noqa: E402
 from scenes.components import BACKGROUND, PATTERN_SCALE, ColorScale, Heatmap  # noqa: E402
 
@@ -72,18 +72,6 @@ def as_squares(values: np.ndarray, scale: ColorScale, cell: float) -> VGroup:
             square.move_to([(j - (n_cols - 1) / 2) * cell, ((n_rows - 1) / 2 - i) * cell, 0])
             squares.add(square)
     return squares
-
-
-def timed(fn: Callable[[], object], repeats: int) -> tuple[list[float], list[float], object]:
-    """Wall and CPU seconds of `repeats` calls after one warm-up call, and the last result."""
-    result = fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        wall.append(time.perf_counter() - start_wall)
-        cpu.append(time.process_time() - start_cpu)
-    return wall, cpu, result
 
 
 def render_frame(mobject) -> np.ndarray:
@@ -120,13 +108,17 @@ def bench_quality(quality_name: str, size: int, repeats: int) -> dict:
             }
             cases, frames = {}, {}
             for name, build in builders.items():
-                build_wall, build_cpu, mobject = timed(build, repeats)
-                render_wall, render_cpu, frame = timed(lambda m=mobject: render_frame(m), repeats)
-                frames[name] = frame
+                # wall and CPU seconds of `repeats` calls after one warm-up call
+                built = time_calls(build, repeats, cpu_clock=PROCESS_CPU)
+                mobject = built.result
+                drawn = time_calls(
+                    lambda m=mobject: render_frame(m), repeats, cpu_clock=PROCESS_CPU
+                )
+                frames[name] = drawn.result
                 case = {"mobjects": len(mobject.get_family())}
                 for clock, build_s, render_s in (
-                    ("wall", build_wall, render_wall),
-                    ("cpu", build_cpu, render_cpu),
+                    ("wall", built.samples, drawn.samples),
+                    ("cpu", built.cpu_samples, drawn.cpu_samples),
                 ):
                     case[f"build_{clock}_s"] = build_s
                     case[f"render_{clock}_s"] = render_s

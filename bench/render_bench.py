@@ -33,7 +33,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import render  # noqa: E402
 from mla_core.atomic import write_text_atomically  # noqa: E402
+from mla_core.bench.timer import Stopwatch  # noqa: E402
 from mla_core.scene_data.store import CACHE_DIR_ENV  # noqa: E402
 from scenes import STORY, find_scene  # noqa: E402
 
@@ -65,7 +65,7 @@ def run_streaming(command: list[str], env: dict[str, str]) -> tuple[int, float, 
     exit code, the wall time, the CPU time of it and its subprocesses, and
     [(seconds since start, line)] for every output line."""
     lines = []
-    start, start_cpu = time.perf_counter(), children_cpu_s()
+    wall, cpu = Stopwatch(), Stopwatch(clock=children_cpu_s)
     with subprocess.Popen(
         command,
         cwd=ROOT,
@@ -77,12 +77,12 @@ def run_streaming(command: list[str], env: dict[str, str]) -> tuple[int, float, 
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
-            at = time.perf_counter() - start
+            at = wall.seconds()
             line = line.rstrip("\n")
             lines.append((at, line))
             print(f"  {at:7.1f}s | {line}", flush=True)
         code = process.wait()
-    return code, time.perf_counter() - start, children_cpu_s() - start_cpu, lines
+    return code, wall.seconds(), cpu.seconds(), lines
 
 
 def git_commit() -> str | None:

@@ -18,7 +18,7 @@ import torch
 
 from mla_core.analysis.head_scores import measure_head_scores
 from mla_core.loading.weights import EMBEDDED_DIR, load_gpt2_from_dir, resolve_weights
-from mla_core.train import heldout_slice_ids, sequence_loss
+from mla_core.train.losses import heldout_slice_ids, sequence_loss
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo-gpt2"
 SHIPPED_FILES = (

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from mla_core.train import (
+from mla_core.train.batches import (
     REPEAT_SPAN,
-    TrainSettings,
     batch_for_step,
-    learning_rate,
-    main,
     plant_repeat,
     sinusoidal_positions,
 )
+from mla_core.train.cli import main
+from mla_core.train.settings import TrainSettings, learning_rate
 
 # A stream of distinct ids: any id seen twice in a window was put there by a planted repeat.
 STREAM = np.arange(100_000, dtype=np.int32)

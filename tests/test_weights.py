@@ -243,10 +243,15 @@ def test_missing_or_incomplete_folders(tmp_path: Path, tiny_gpt2_dir: Path) -> N
 
 
 def test_device_choice() -> None:
+    has_gpu = torch.cuda.is_available()
     assert check_device("cpu") == "cpu"
-    assert check_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(UserError, match="tpu"):
-        check_device("tpu")
-    if not torch.cuda.is_available():
+    for unset in (None, ""):  # a missing flag, or video.toml's device = ""
+        assert check_device(unset) == ("cuda" if has_gpu else "cpu")
+    for bad in ("tpu", "CPU", "cuda:0"):
+        with pytest.raises(UserError, match=f"device '{bad}' is not allowed; use cpu or cuda"):
+            check_device(bad)
+    if has_gpu:
+        assert check_device("cuda") == "cuda"
+    else:
         with pytest.raises(UserError, match="no CUDA GPU"):
             check_device("cuda")

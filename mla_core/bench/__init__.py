@@ -1,1 +1,1 @@
-"""Benchmarks: decode-attention kernels, their roofline, and the decode benchmark."""
+"""Benchmarks: decode-attention kernels, their roofline, the decode benchmark, the one timer."""

@@ -6,23 +6,19 @@ floor max(bytes / bandwidth, FLOPs / matmul rate) of this machine (see `mla_core
 The bytes and FLOPs come from the shapes (`decode_attention.step_cost`), not from a profiler.
 
 Run it as `python -m mla_core bench decode`; `run_decode_benchmark` is the same thing as a
-function returning the JSON-ready report.
+function returning the JSON-ready report, which `decode_report` prints, saves and plots.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from mla_core.atomic import write_atomically
 from mla_core.bench.decode_attention import (
     VALUE_BLOCK,
     VARIANT_LABELS,
@@ -35,11 +31,13 @@ from mla_core.bench.decode_attention import (
     step_cost,
     use_compiled_matvec,
 )
-from mla_core.bench.roofline import Clock, Roofline, measure_roofline, synchronize
+from mla_core.bench.roofline import Roofline, measure_roofline
+from mla_core.bench.timer import THREAD_CPU, WALL, Clock, time_calls
 from mla_core.errors import UserError
+from mla_core.loading.weights import check_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
+CLOCKS = {"wall": WALL, "thread": THREAD_CPU}
 DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_CONTEXTS = (1024, 4096)
 MEMORY_FRACTION = 0.5  # never fill more than this share of the free memory with one case
@@ -116,34 +114,6 @@ def build_case(
     raise UserError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
 
 
-def time_step(
-    kernel: Callable[..., torch.Tensor],
-    args: tuple,
-    device: torch.device,
-    warmup: int = 2,
-    min_repeats: int = 3,
-    max_repeats: int = 15,
-    target_seconds: float = 1.0,
-    clock: Clock = time.perf_counter,
-) -> tuple[float, int]:
-    """Median seconds of one call after `warmup` calls, and how many calls were timed.
-
-    Repeats: as many as fit in about `target_seconds`, between min and max.
-    """
-    for _ in range(warmup):
-        kernel(*args)
-    synchronize(device)
-    times: list[float] = []
-    while len(times) < max_repeats:
-        start = clock()
-        kernel(*args)
-        synchronize(device)
-        times.append(clock() - start)
-        if len(times) >= min_repeats and sum(times) > target_seconds:
-            break
-    return statistics.median(times), len(times)
-
-
 def free_memory_bytes(device: torch.device) -> int:
     """Memory a new tensor could use now: MemAvailable on CPU, free device memory on CUDA."""
     if device.type == "cuda":
@@ -182,9 +152,9 @@ def run_decode_benchmark(
     clock: "wall" (elapsed time, the real measure) or "thread" (CPU time of the one thread:
     for a single-threaded run on a machine shared with other work, where the wall clock also
     counts the time other processes held the core; memory bandwidth is still shared).
-    Returns the JSON-ready report (see `format_table` for what the columns mean).
+    Returns the JSON-ready report (see `decode_report.format_table` for what the columns mean).
     """
-    dev = _check_device(device)
+    dev = torch.device(check_device(device))
     dims = dims or DecodeDims()
     for name in dtypes:
         if name not in DTYPES:
@@ -298,15 +268,17 @@ def _run_case(
         )
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
-    seconds, repeats = time_step(
-        kernel,
-        args,
-        device,
+    # Median after warm-up; as many calls as fit in about target_seconds, 3 to max_repeats.
+    timing = time_calls(
+        functools.partial(kernel, *args),
+        3,
         warmup=1 if quick else 2,
-        target_seconds=0.2 if quick else 1.0,
-        max_repeats=5 if quick else 15,
+        device=device,
         clock=clock,
+        max_repeats=5 if quick else 15,
+        target_seconds=0.2 if quick else 1.0,
     )
+    seconds, repeats = timing.median, timing.repeats
     del args
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
     row.update(
@@ -337,14 +309,6 @@ def _label(variant: str, dims: DecodeDims) -> str:
     return VARIANT_LABELS[variant] + (f"-{dims.gqa_groups}" if variant == "gqa" else "")
 
 
-def _check_device(device: str) -> torch.device:
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"device {device!r} is not supported; allowed: cpu, cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
-
-
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -356,108 +320,6 @@ def _device_name(device: torch.device) -> str:
     except OSError:
         pass
     return "cpu"
-
-
-# --- output: table, JSON, plot ----------------------------------------------------------
-
-
-def format_table(report: dict) -> str:
-    """The terminal table: one block per dtype, one row per (batch, context, variant).
-
-    bytes / FLOPs: what one step must read and compute (from the shapes); ms: median step;
-    GB/s, GFLOP/s: achieved; floor: max(bytes / bandwidth, FLOPs / rate); eff: floor / ms;
-    speed-up: MHA time / this time, measured and by the roofline.
-    """
-    lines = [
-        f"device {report['device']} ({report['device_name']}), torch {report['torch']}, "
-        f"{report['threads']} threads, compiled kernels: {report['compiled']}, "
-        f"clock: {report['clock']}"
-    ]
-    header = (
-        f"{'B':>3} {'T':>6} {'variant':<13}{'MB read':>10}{'GFLOP':>9}{'ms':>9}{'GB/s':>8}"
-        f"{'GFLOP/s':>9}{'floor ms':>10}{'bound':>8}{'eff':>6}{'x MHA':>8}{'roofline':>9}"
-    )
-    for run in report["runs"]:
-        roof = run["roofline"]
-        lines.append("")
-        lines.append(
-            f"{run['dtype']}: memory read {roof['bandwidth'] / 1e9:.1f} GB/s, "
-            f"matmul {roof['matmul_rate'] / 1e9:.0f} GFLOP/s"
-        )
-        lines.append(header)
-        for r in run["results"]:
-            speedup = r["speedup_vs_mha"]
-            lines.append(
-                f"{r['batch']:>3} {r['context']:>6} {r['label']:<13}{r['bytes'] / 1e6:>10,.1f}"
-                f"{r['flops'] / 1e9:>9.2f}{r['median_s'] * 1e3:>9.2f}{r['achieved_gb_per_s']:>8.1f}"
-                f"{r['achieved_gflop_per_s']:>9.1f}{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}"
-                f"{r['efficiency']:>6.2f}"
-                + (
-                    f" {speedup:>6.2f}x {r['speedup_vs_mha_roofline']:>7.2f}x"
-                    if speedup is not None
-                    else f"{'-':>8}{'-':>9}"
-                )
-            )
-        for s in run["skipped"]:
-            lines.append(
-                f"{s['batch']:>3} {s['context']:>6} {s['label']:<13}skipped: {s['skipped']}"
-            )
-    return "\n".join(lines)
-
-
-def write_json(report: dict, path: Path) -> None:
-    """Write the report as JSON via a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
-
-
-def write_plot(report: dict, path: Path) -> None:
-    """Step time against context, one panel per (dtype, batch); roofline floors dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = report["runs"]
-    batches = sorted({r["batch"] for run in runs for r in run["results"]})
-    if not batches:
-        return
-    fig, axes = plt.subplots(
-        len(runs), len(batches), figsize=(5.5 * len(batches), 4.2 * len(runs)), squeeze=False
-    )
-    colors = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    for row_axes, run in zip(axes, runs, strict=True):
-        for ax, batch in zip(row_axes, batches, strict=True):
-            for variant in VARIANTS:
-                rows = [
-                    r for r in run["results"] if r["variant"] == variant and r["batch"] == batch
-                ]
-                if not rows:
-                    continue
-                rows.sort(key=lambda r: r["context"])
-                t = [r["context"] for r in rows]
-                ax.plot(t, [r["median_s"] * 1e3 for r in rows], "o-", color=colors[variant],
-                        label=rows[0]["label"])  # fmt: skip
-                ax.plot(t, [r["floor_s"] * 1e3 for r in rows], "--", color=colors[variant])
-            ax.set_xscale("log", base=2)
-            contexts = sorted({r["context"] for r in run["results"] if r["batch"] == batch})
-            ax.set_xticks(contexts, [_token_label(t) for t in contexts])
-            ax.minorticks_off()
-            ax.set_yscale("log")
-            ax.set_xlabel("context T (tokens)")
-            ax.set_ylabel("decode step (ms)")
-            ax.set_title(f"{run['dtype']}, batch {batch} (dashed: roofline floor)")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-    fig.suptitle(f"One attention layer, DeepSeek-V3 widths, {report['device_name']}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-
-
-def _token_label(tokens: int) -> str:
-    return f"{tokens // 1024}k" if tokens % 1024 == 0 else str(tokens)
 
 
 def parse_contexts(values: Sequence[str]) -> list[int]:

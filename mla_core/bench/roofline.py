@@ -6,16 +6,17 @@ A kernel that reads B bytes and does F FLOPs cannot take less than
 
 (the roofline model). Both ceilings are measured here, on the device and dtype of the
 benchmark, with plain torch: bandwidth as the best of several reductions over a buffer much
-larger than the caches, the matmul rate as the best of several square matrix products.
+larger than the caches, the matmul rate as the best of several square matrix products
+(each the fastest of `repeats` calls after one warm-up, `mla_core.bench.timer`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from mla_core.bench.timer import WALL, Clock, time_calls
 
 
 @dataclass(frozen=True)
@@ -36,41 +37,11 @@ class Roofline:
         return "memory" if bytes_read / self.bandwidth >= flops / self.matmul_rate else "compute"
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-Clock = Callable[[], float]
-
-
-def best_seconds(
-    fn: Callable[[], object],
-    device: torch.device,
-    repeats: int = 5,
-    clock: Clock = time.perf_counter,
-) -> float:
-    """The fastest of `repeats` timed calls after one warm-up call.
-
-    clock: wall time by default; `time.thread_time` (CPU time of this thread) measures a
-    single-threaded run on a shared machine without the time other processes took.
-    """
-    fn()
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        synchronize(device)
-        best = min(best, clock() - start)
-    return best
-
-
 def measure_bandwidth(
     device: torch.device,
     nbytes: int = 1 << 30,
     repeats: int = 5,
-    clock: Clock = time.perf_counter,
+    clock: Clock = WALL,
 ) -> float:
     """Memory read bandwidth in bytes/s: a max-reduction over an `nbytes` float32 buffer.
 
@@ -78,7 +49,7 @@ def measure_bandwidth(
     vectorised pass torch has, so the arithmetic never hides the memory.
     """
     buffer = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    seconds = best_seconds(buffer.amax, device, repeats, clock)
+    seconds = time_calls(buffer.amax, repeats, device=device, clock=clock).best
     return nbytes / seconds
 
 
@@ -87,13 +58,13 @@ def measure_matmul_rate(
     device: torch.device,
     size: int = 2048,
     repeats: int = 5,
-    clock: Clock = time.perf_counter,
+    clock: Clock = WALL,
 ) -> float:
     """Matrix multiply rate in FLOP/s for `dtype`: square products of `size`."""
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(size, size, generator=generator, device=device).to(dtype)
     b = torch.randn(size, size, generator=generator, device=device).to(dtype)
-    seconds = best_seconds(lambda: a @ b, device, repeats, clock)
+    seconds = time_calls(lambda: a @ b, repeats, device=device, clock=clock).best
     return 2 * size**3 / seconds
 
 
@@ -103,7 +74,7 @@ def measure_roofline(
     bandwidth_bytes: int = 1 << 30,
     matmul_size: int = 2048,
     repeats: int = 5,
-    clock: Clock = time.perf_counter,
+    clock: Clock = WALL,
 ) -> Roofline:
     """Both ceilings for `dtype` on `device`."""
     return Roofline(

@@ -210,19 +210,21 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def default_device() -> str:
-    """'cuda' when a GPU is available, else 'cpu'."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def check_device(device: str | None) -> str:
-    """The device to run on: the default when None; 'cuda' without a GPU is a UserError."""
-    if device is None:
-        return default_device()
+    """The one device check: "cpu" or "cuda" as asked; None or "" is cuda when available.
+
+    Anything else, or "cuda" on a machine without a CUDA GPU, is a UserError naming the value.
+    Every flag and setting that names a device (the commands, train, the benchmarks, the
+    video's parameters) goes through here.
+    """
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r} is not allowed; use cpu or cuda")
+        raise UserError(
+            f"device {device!r} is not allowed; use cpu or cuda (or none: cuda when available)"
+        )
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here; use --device cpu")
+        raise UserError("device 'cuda': no CUDA GPU is available here; use cpu")
     return device
 
 

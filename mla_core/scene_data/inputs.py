@@ -84,5 +84,5 @@ def resolve_inputs(params: VideoParams) -> SceneInputs:
         params=params,
         weights=weights,
         config_sha256=sha256_of_file(weights.path / CONFIG_FILE),
-        device=check_device(params.device or None),
+        device=check_device(params.device),
     )

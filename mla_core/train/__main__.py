@@ -1,5 +1,5 @@
 import sys
 
-from mla_core.train import main
+from mla_core.train.cli import main
 
 sys.exit(main())

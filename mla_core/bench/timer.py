@@ -1,0 +1,108 @@
+"""The one timer of every benchmark: warm up, then time a call N times.
+
+    timing = time_calls(lambda: model(ids), repeats=5, device=device)
+    timing.median, timing.best, timing.samples
+    watch = Stopwatch(); ...; watch.seconds()      # one long run, read as it goes
+
+After `warmup` untimed calls, each timed call is read on `clock` (wall time by default)
+and, on CUDA, waits for the GPU's queued work before the clock is read again, so that a
+sample is the time of the work and not of its launch. Torch is imported only for that
+wait, so benchmarks of non-torch code (Manim drawing) can use the timer too.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mla_core.errors import UserError
+
+Clock = Callable[[], float]
+WALL: Clock = time.perf_counter  # elapsed time: what a user waits
+THREAD_CPU: Clock = time.thread_time  # CPU time of this thread (one-thread runs on shared machines)
+PROCESS_CPU: Clock = time.process_time  # CPU time of this process, all its threads
+
+
+def synchronize(device: object = None) -> None:
+    """Wait for the work queued on `device` ("cuda", "cuda:1" or a torch.device); no-op on CPU."""
+    if device is None:
+        return
+    kind = getattr(device, "type", None) or str(device).partition(":")[0]
+    if kind == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of each timed call, and what the last call returned."""
+
+    samples: list[float]  # by the timer's clock
+    cpu_samples: list[float] = field(default_factory=list)  # by cpu_clock, when one was given
+    result: object = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+    @property
+    def repeats(self) -> int:
+        return len(self.samples)
+
+
+def time_calls(
+    fn: Callable[[], object],
+    repeats: int = 5,
+    *,
+    warmup: int = 1,
+    device: object = None,
+    clock: Clock = WALL,
+    cpu_clock: Clock | None = None,
+    max_repeats: int | None = None,
+    target_seconds: float | None = None,
+) -> Timing:
+    """Call `fn` `warmup` times untimed, then time `repeats` calls.
+
+    With `target_seconds` and `max_repeats`: after the first `repeats` calls, keep timing
+    until the samples add up to more than `target_seconds`, or `max_repeats` were taken.
+    `device`: wait for its queued work after every call (see `synchronize`).
+    `cpu_clock`: also read this clock (e.g. PROCESS_CPU) around each call, into cpu_samples.
+    """
+    if repeats < 1:
+        raise UserError(f"repeats {repeats} must be >= 1")
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    synchronize(device)
+    samples: list[float] = []
+    cpu_samples: list[float] = []
+    limit = max(repeats, max_repeats or repeats)
+    while len(samples) < limit:
+        cpu_start = cpu_clock() if cpu_clock is not None else 0.0
+        start = clock()
+        result = fn()
+        synchronize(device)
+        samples.append(clock() - start)
+        if cpu_clock is not None:
+            cpu_samples.append(cpu_clock() - cpu_start)
+        if len(samples) >= repeats and (target_seconds is None or sum(samples) > target_seconds):
+            break
+    return Timing(samples, cpu_samples, result)
+
+
+class Stopwatch:
+    """Seconds since it was made, on `clock`: for one long run (a render) read as it goes."""
+
+    def __init__(self, clock: Clock = WALL) -> None:
+        self._clock = clock
+        self._start = clock()
+
+    def seconds(self) -> float:
+        return self._clock() - self._start

@@ -1,0 +1,58 @@
+"""What every command shares: the one-line argument parser and the model-source flags.
+
+Kept small and free of torch, so that `render.py` and `python -m mla_core.train` can import
+`OneLineArgumentParser` without loading the rest of the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mla_core.loading.weights import WeightsSource
+    from mla_core.models.gpt2 import GPT2
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ('error: ...') and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def print_json(obj: object) -> None:
+    """A command's --json output: one indented JSON object."""
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """--weights / --download / --device: where the model comes from and where it runs."""
+    p.add_argument(
+        "--weights",
+        metavar="DIR",
+        default=None,
+        help="folder with config.json + model.safetensors (else $MLA_GPT2_WEIGHTS, the Hugging "
+        "Face cache, --download, then the embedded model)",
+    )
+    p.add_argument(
+        "--download", action="store_true", help="allow downloading gpt2 with huggingface_hub"
+    )
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available"
+    )
+
+
+def gpt2_from_args(args: argparse.Namespace) -> tuple[GPT2, WeightsSource]:
+    """The GPT-2 that --weights / --download / --device name, and where its weights came from."""
+    from mla_core.loading.weights import load_gpt2
+
+    return load_gpt2(args.weights, download=args.download, device=args.device)
+
+
+def head_range_error(args: argparse.Namespace, n_layers: int, n_heads: int) -> str:
+    """The message for a --layer or --head outside the model (the layer is checked first)."""
+    if not 0 <= args.layer < n_layers:
+        return f"--layer {args.layer} is out of range; this model has layers 0..{n_layers - 1}"
+    return f"--head {args.head} is out of range; this model has heads 0..{n_heads - 1}"

@@ -1,0 +1,72 @@
+"""mla_core.bench.timer, the one timer of the benchmarks, on clocks that the timed calls move."""
+
+from __future__ import annotations
+
+import pytest
+
+from mla_core.bench.timer import Stopwatch, time_calls
+from mla_core.errors import UserError
+
+
+class FakeClock:
+    """A clock that only moves when a timed call says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_warm_up_calls_are_not_timed_and_the_last_result_is_kept() -> None:
+    clock, calls = FakeClock(), []
+
+    def work() -> int:
+        calls.append(len(calls))
+        clock.now += 0.25 * len(calls)  # call n takes n / 4 seconds
+        return len(calls)
+
+    timing = time_calls(work, 3, warmup=2, clock=clock)
+    assert len(calls) == 5
+    assert timing.samples == [0.75, 1.0, 1.25]  # calls 3, 4 and 5
+    assert timing.median == 1.0 and timing.best == 0.75 and timing.repeats == 3
+    assert timing.result == 5
+    assert timing.cpu_samples == []
+
+
+def test_target_seconds_adds_repeats_until_the_samples_add_up() -> None:
+    clock = FakeClock()
+
+    def work() -> None:
+        clock.now += 0.4
+
+    # 2 calls make 0.8 s, not over 1.0: a third is timed (1.2 s), then it stops
+    timing = time_calls(work, 2, clock=clock, max_repeats=10, target_seconds=1.0)
+    assert timing.repeats == 3
+    # max_repeats caps it
+    timing = time_calls(work, 2, clock=clock, max_repeats=4, target_seconds=100.0)
+    assert timing.repeats == 4
+
+
+def test_a_second_clock_is_read_around_each_call() -> None:
+    wall, cpu = FakeClock(), FakeClock()
+
+    def work() -> None:
+        wall.now += 2.0
+        cpu.now += 0.5
+
+    timing = time_calls(work, 2, warmup=0, clock=wall, cpu_clock=cpu)
+    assert timing.samples == [2.0, 2.0] and timing.cpu_samples == [0.5, 0.5]
+
+
+def test_no_repeats_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="repeats 0"):
+        time_calls(lambda: None, 0)
+
+
+def test_stopwatch_reads_its_clock_since_it_was_made() -> None:
+    clock = FakeClock()
+    clock.now = 10.0
+    watch = Stopwatch(clock)
+    clock.now = 13.5
+    assert watch.seconds() == 3.5
