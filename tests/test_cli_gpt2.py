@@ -164,15 +164,17 @@ def test_missing_weights_folder_and_bad_out_folder(capsys, tmp_path, tiny_gpt2_d
     assert rc == 2 and "does not exist" in err and err.count("\n") == 1
 
 
-def test_no_weights_anywhere_says_how_to_provide_them(tmp_path, monkeypatch) -> None:
-    """Through `python -m mla_core`, with an empty HF cache and no embedded model."""
-    import mla_core.loading.weights
-
-    if mla_core.loading.weights.EMBEDDED_DIR.joinpath("model.safetensors").is_file():
-        pytest.skip("the embedded model is present: the no-weights error cannot happen")
-    env = {"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+def test_no_weights_anywhere_says_how_to_provide_them(tmp_path) -> None:
+    """Through the CLI in a fresh process, with an empty HF cache and the embedded model's
+    folder pointed at an empty one (as in a checkout without assets/)."""
+    code = (
+        "import sys; from pathlib import Path; import mla_core.loading.weights as w; "
+        "w.EMBEDDED_DIR = Path(sys.argv[1]); from mla_core.cli import main; "
+        "sys.exit(main(['predict', '--prompt', 'x']))"
+    )
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "mla_core", "predict", "--prompt", "x"],
+        [sys.executable, "-c", code, str(tmp_path / "no_model")],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -27,7 +27,6 @@ from mla_core.loading.tokenizer import gpt2_tokenizer
 from mla_core.loading.weights import load_gpt2_from_dir
 from mla_core.models.kv_cache import generate
 from mla_core.names import scene_stem
-from mla_core.scene_data.heads import pick_heads
 from mla_core.scene_data.inputs import resolve_inputs
 from mla_core.scene_data.params import PARAMS_ENV, VideoParams, load_params
 from mla_core.scene_data.store import CACHE_DIR_ENV, DataCache
@@ -37,6 +36,21 @@ from scenes.components import fmt_bytes, fmt_float, fmt_int
 PROMPT = " The American flag is red, white, and"
 PROMPT_IDS = [383, 1605, 6056, 318, 2266, 11, 2330, 11, 290]  # REFERENCE.md
 SCENES = ("NextToken", "AttentionPatterns", "QueriesKeysValues", "KVCacheGrowth")
+
+
+def oracle_previous_token_head(folder) -> tuple[int, int]:
+    from transformers import GPT2LMHeadModel
+
+    from mla_core.analysis.head_scores import REFERENCE_TEXT
+
+    hf = GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager").eval()
+    ids = [50256, *gpt2_tokenizer().encode(REFERENCE_TEXT)][: hf.config.n_positions]
+    with torch.no_grad():
+        attentions = hf(torch.tensor([ids]), output_attentions=True).attentions  # L x [1,H,T,T]
+    scores = np.array(
+        [[a[0, h].diagonal(-1).mean().item() for h in range(a.shape[1])] for a in attentions]
+    )
+    return divmod(int(scores.argmax()), scores.shape[1])
 
 
 # Each scene's data through the public entry point, as the scenes and `render.py data` get it.
@@ -269,16 +283,14 @@ def reference_attention(q, k, v):
     return scores, pattern, pattern @ v
 
 
-def test_walkthrough_numbers_on_screen_are_the_real_ones(rendered, params, oracle, model):
+def test_walkthrough_numbers_on_screen_are_the_real_ones(rendered, params, oracle, tiny_gpt2_dir):
     scene, _ = rendered["QueriesKeysValues"]
     shown = scene.shown_numbers
     data = head_walkthrough(params)
     head = data["head"]
-    # the head: the most typical previous-token head
-    assert (head["layer"], head["head"]) == (
-        pick_heads(model, ("previous_token",))[0].layer,
-        pick_heads(model, ("previous_token",))[0].head,
-    )
+    # the head: the highest previous-token score, recomputed here from transformers' own
+    # attention weights on the reference text (BOS first): mean of pattern[i, i - 1], i >= 1
+    assert (head["layer"], head["head"]) == oracle_previous_token_head(tiny_gpt2_dir)
     _, per_layer = oracle(PROMPT_IDS)
     q, k, v = (t[head["head"]].astype(np.float64) for t in per_layer[head["layer"]])
     np.testing.assert_allclose(data["q"], q, atol=1e-5)

@@ -123,8 +123,14 @@ def test_broken_checkpoints_are_one_line_errors(edited_checkpoint, edit, message
     assert "\n" not in str(err.value)
 
 
-def test_stored_tied_head_is_accepted(edited_checkpoint) -> None:
-    load_gpt2_from_dir(edited_checkpoint(_tie_head))
+def test_stored_tied_head_is_accepted(edited_checkpoint, tiny_gpt2_dir: Path) -> None:
+    """A checkpoint that also stores lm_head.weight (equal to wte) loads to the same model."""
+    with_head = load_gpt2_from_dir(edited_checkpoint(_tie_head))
+    without = load_gpt2_from_dir(tiny_gpt2_dir)
+    assert with_head.lm_head.weight is with_head.wte.weight  # still tied, not a copy
+    ids = torch.tensor([[383, 1605, 6056]])
+    with torch.no_grad():
+        torch.testing.assert_close(with_head(ids), without(ids), rtol=0, atol=0)
 
 
 def test_unsupported_config_and_garbage_file(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
