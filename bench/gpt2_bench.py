@@ -114,7 +114,7 @@ def main() -> int:
         timings["decode 1 token, KV cache of 511"] = row(
             time_calls(decode_step, args.repeats * 4, device=device)
         )
-        results["kv_cache_bytes_511_tokens"] = prefilled.size_bytes
+        results["kv_cache_bytes_511_tokens"] = prefilled.nbytes
 
     results["timings"] = timings
     results["peak_rss_bytes"] = peak_rss_bytes()

@@ -186,9 +186,9 @@ def test_kv_cache_bytes_agree_with_cache_arithmetic(tiny_gpt2_dir, dtype) -> Non
     per_token = bytes_per_token(dims, "mha", dtype_bytes=torch.finfo(dtype).bits // 8)
     with torch.no_grad():
         model(random_ids(5), kv_cache=cache)
-        assert cache.size_bytes == 5 * per_token
+        assert cache.nbytes == 5 * per_token
         model(random_ids(1, seed=9), kv_cache=cache)
-        assert cache.n_tokens == 6 and cache.size_bytes == 6 * per_token
+        assert cache.n_tokens == 6 and cache.nbytes == 6 * per_token
 
 
 def test_gpt2_small_cache_bytes_per_token_is_73728() -> None:
@@ -199,7 +199,7 @@ def test_gpt2_small_cache_bytes_per_token_is_73728() -> None:
     cache = KVCache(cfg.n_layer)
     with torch.no_grad():
         model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
-    assert cache.size_bytes == 3 * 73_728
+    assert cache.nbytes == 3 * 73_728
 
 
 def test_cache_refuses_to_pass_the_context(tiny_gpt2_dir) -> None:

@@ -121,7 +121,7 @@ def test_latent_cache_bytes_equal_the_formula(tiny_gpt2_dir, dtype):
     assert all(c.shape == (3, 10, 12) for c in cache.c_kv)  # only the latent is cached
     dims = latent_cache_dims(model.config, 12)
     expected = cache_bytes(dims, "mla", 10, dtype_bytes=dtype.itemsize, batch=3)
-    assert cache.size_bytes == expected == 3 * 10 * 12 * 2 * dtype.itemsize
+    assert cache.nbytes == expected == 3 * 10 * 12 * 2 * dtype.itemsize
     mha = cache_bytes(dims, "mha", 10, dtype_bytes=dtype.itemsize, batch=3)
     assert mha == 2 * N_EMBD / 12 * expected
 

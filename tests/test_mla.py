@@ -144,7 +144,7 @@ def test_cached_decoding_equals_full_forward(which, absorb):
         pieces = [model(tokens[:, :7], cache, absorb)]  # prefill 7, then 3 at once, then singles
         pieces.append(model(tokens[:, 7:10], cache, absorb))
         pieces += [model(tokens[:, t : t + 1], cache, absorb) for t in range(10, 30)]
-    assert cache.length() == 30
+    assert cache.length() == 30 == cache.n_tokens
     assert rel_err(torch.cat(pieces, dim=1), full) < 1e-12
 
 
@@ -180,4 +180,4 @@ def test_latent_cache_bytes_equal_the_formula(which, dtype):
         assert cache.k_rope[layer].shape == (batch, tokens, cfg.qk_rope_head_dim)
     dtype_bytes = torch.finfo(dtype).bits // 8
     expected = cache_bytes(dims_from_config(cfg), "mla", tokens, dtype_bytes, batch)
-    assert cache.nbytes() == expected
+    assert cache.nbytes == expected

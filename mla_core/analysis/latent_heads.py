@@ -213,7 +213,7 @@ def gpt2_latent_cache_steps(
                 n_cached=cache.n_tokens,
                 c_kv=_np(cache.c_kv[layer][0]),
                 k_rope=None,
-                cache_bytes=cache.size_bytes,
+                cache_bytes=cache.nbytes,
             )
         )
         feed = [chosen]
@@ -342,7 +342,7 @@ def deepseek_cache_steps(
                 n_cached=cache.length(layer),
                 c_kv=_np(cache.c_kv[layer][0]),
                 k_rope=_np(cache.k_rope[layer][0]),
-                cache_bytes=cache.nbytes(),
+                cache_bytes=cache.nbytes,
             )
         )
         feed = [chosen]

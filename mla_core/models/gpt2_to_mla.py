@@ -244,7 +244,7 @@ class LatentKVCache:
                 raise RuntimeError(f"latent cache layer {layer} is out of step with the others")
 
     @property
-    def size_bytes(self) -> int:
+    def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.c_kv if t is not None)
 
 

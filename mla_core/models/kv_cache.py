@@ -16,10 +16,23 @@ as MHA: 2 * H * D * n_layer numbers per token.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from mla_core.errors import UserError
+
+
+class Cache(Protocol):
+    """What every cache here answers, whatever it stores (this KVCache, the converted
+    GPT-2's `LatentKVCache`, DeepSeek's `LatentCache`): how many tokens it holds in every
+    layer, and how many bytes its tensors take (what `analysis.cache_size` predicts)."""
+
+    @property
+    def n_tokens(self) -> int: ...
+
+    @property
+    def nbytes(self) -> int: ...
 
 
 class KVCache:
@@ -53,7 +66,7 @@ class KVCache:
                 raise RuntimeError(f"KV cache layer {layer} is out of step with the others")
 
     @property
-    def size_bytes(self) -> int:
+    def nbytes(self) -> int:
         """Bytes held by all cached keys and values."""
         return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
 
@@ -97,6 +110,6 @@ def generate(
         logits = model(inputs, kv_cache=cache)[0, -1]  # [V]
         token_id = int(logits.argmax())
         generated.append(token_id)
-        steps.append(DecodeStep(token_id, logits, cache.n_tokens, cache.size_bytes))
+        steps.append(DecodeStep(token_id, logits, cache.n_tokens, cache.nbytes))
         inputs = torch.tensor([[token_id]], device=device)
     return generated, steps, cache

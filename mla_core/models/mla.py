@@ -54,7 +54,7 @@ class RMSNorm(nn.Module):
 class LatentCache:
     """What MLA keeps per token and layer: the latent c_KV (d_c) and the RoPE key (d_R).
 
-    Nothing else: no per-head keys or values. `nbytes()` measures the stored tensors, to be
+    Nothing else: no per-head keys or values. `nbytes` measures the stored tensors, to be
     compared with the cache formula (d_c + d_R) * layers * bytes per number.
     """
 
@@ -77,6 +77,12 @@ class LatentCache:
         self.c_kv[layer], self.k_rope[layer] = c_kv, k_rope
         return c_kv, k_rope
 
+    @property
+    def n_tokens(self) -> int:
+        """Tokens cached in every layer."""
+        return min(self.length(layer) for layer in range(len(self.c_kv)))
+
+    @property
     def nbytes(self) -> int:
         """Bytes of all stored tensors."""
         stored = [t for t in (*self.c_kv, *self.k_rope) if t is not None]

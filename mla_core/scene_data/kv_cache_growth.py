@@ -63,7 +63,7 @@ def kv_cache_growth(inputs: SceneInputs) -> SceneData:
     prefill, next_id = forward(prompt_ids)
     fed_ids, step_q, step_k, step_v = [], [], [], []
     patterns = np.zeros((n_steps, len(prompt_ids) + n_steps))
-    cache_bytes, n_cached = [cache.size_bytes], [cache.n_tokens]
+    cache_bytes, n_cached = [cache.nbytes], [cache.n_tokens]
     for s in range(n_steps):
         fed_ids.append(next_id)
         step, next_id = forward([next_id])
@@ -71,7 +71,7 @@ def kv_cache_growth(inputs: SceneInputs) -> SceneData:
         step_k.append(step["k"][-1])  # k and v hold the whole cache; the new row is last
         step_v.append(step["v"][-1])
         patterns[s, : step["pattern"].shape[-1]] = step["pattern"][-1]
-        cache_bytes.append(cache.size_bytes)
+        cache_bytes.append(cache.nbytes)
         n_cached.append(cache.n_tokens)
     cache_k, cache_v = (t[0, head.head].double().cpu().numpy() for t in cache.layer_kv(head.layer))
     element_bytes = cache.keys[0].element_size()
