@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mla_core.errors import UserError
+from mla_core.errors import UserError, check_layer_head
 from mla_core.loading.tokenizer import ENDOFTEXT_ID, GPT2Tokenizer, gpt2_tokenizer
 from mla_core.models.configs import GPT2Config
 from mla_core.models.gpt2 import GPT2
@@ -71,14 +71,7 @@ class AttentionCapture:
 
     def check_head(self, layer: int, head: int) -> None:
         """UserError unless 0 <= layer < L and 0 <= head < H."""
-        if not 0 <= layer < self.n_layers:
-            raise UserError(
-                f"--layer {layer} is out of range; this model has layers 0..{self.n_layers - 1}"
-            )
-        if not 0 <= head < self.n_heads:
-            raise UserError(
-                f"--head {head} is out of range; this model has heads 0..{self.n_heads - 1}"
-            )
+        check_layer_head(layer, head, self.n_layers, self.n_heads)
 
     def head(self, layer: int, head: int) -> dict[str, np.ndarray]:
         """One head's tensors plus the tokens: ready for `np.savez(file, **cap.head(l, h))`."""

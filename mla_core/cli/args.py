@@ -49,10 +49,3 @@ def gpt2_from_args(args: argparse.Namespace) -> tuple[GPT2, WeightsSource]:
     from mla_core.loading.weights import load_gpt2
 
     return load_gpt2(args.weights, download=args.download, device=args.device)
-
-
-def head_range_error(args: argparse.Namespace, n_layers: int, n_heads: int) -> str:
-    """The message for a --layer or --head outside the model (the layer is checked first)."""
-    if not 0 <= args.layer < n_layers:
-        return f"--layer {args.layer} is out of range; this model has layers 0..{n_layers - 1}"
-    return f"--head {args.head} is out of range; this model has heads 0..{n_heads - 1}"

@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING
 from mla_core.cli.args import (
     add_model_source_args,
     gpt2_from_args,
-    head_range_error,
     print_json,
 )
 from mla_core.cli.mla_commands import mla_attention_capture
-from mla_core.errors import UserError
+from mla_core.errors import UserError, check_layer_head
 
 if TYPE_CHECKING:
     from mla_core.analysis.capture import AttentionCapture
@@ -102,8 +101,7 @@ def _attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict
             raise UserError(f"--layer {args.layer} / --head {args.head} must be >= 0")
         model, source = gpt2_from_args(args)
         # Check the head before the (slower) forward pass.
-        if args.layer >= model.config.n_layer or args.head >= model.config.n_head:
-            raise UserError(head_range_error(args, model.config.n_layer, model.config.n_head))
+        check_layer_head(args.layer, args.head, model.config.n_layer, model.config.n_head)
         return capture_attention(model, args.prompt, bos=args.bos), source.as_dict()
     if args.model == "mla":
         return mla_attention_capture(args)

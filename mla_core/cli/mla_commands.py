@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 from mla_core.cli.args import (
     add_model_source_args,
     gpt2_from_args,
-    head_range_error,
     print_json,
 )
-from mla_core.errors import UserError
+from mla_core.errors import UserError, check_layer_head
 
 if TYPE_CHECKING:
     from mla_core.analysis.capture import AttentionCapture
@@ -38,8 +37,7 @@ def mla_attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, d
     if args.layer < 0 or args.head < 0:
         raise UserError(f"--layer {args.layer} / --head {args.head} must be >= 0")
     _, model, weights = converted_gpt2_from_args(args, args.rank)
-    if args.layer >= model.config.n_layer or args.head >= model.config.n_head:
-        raise UserError(head_range_error(args, model.config.n_layer, model.config.n_head))
+    check_layer_head(args.layer, args.head, model.config.n_layer, model.config.n_head)
     weights["description"] += f", converted to MLA at rank {args.rank}"
     return capture_latent_attention(model, args.prompt, bos=args.bos), weights
 

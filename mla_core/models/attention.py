@@ -35,9 +35,8 @@ def causal_softmax(scores: torch.Tensor, query_axis: int = -2) -> tuple[torch.Te
     """
     n_queries, n_keys = scores.shape[query_axis], scores.shape[-1]
     mask = future_mask(n_queries, n_keys, scores.device)
-    mask = mask.view(
-        n_queries, *([1] * (-query_axis - 2)), n_keys
-    )  # broadcast over the axes between
+    # one mask for every axis between the queries and the keys (heads in DeepSeek's layout)
+    mask = mask.view(n_queries, *([1] * (-query_axis - 2)), n_keys)
     masked_scores = scores.masked_fill(mask, float("-inf"))
     compute_dtype = torch.promote_types(scores.dtype, torch.float32)
     pattern = masked_scores.softmax(dim=-1, dtype=compute_dtype).to(scores.dtype)

@@ -213,12 +213,12 @@ class MultiHeadLatentAttention(nn.Module):
         if absorb:
             q_latent = self.absorb_query(q_nope)
             scores = self.absorbed_scores(q_latent, q_rope, c_kv, k_rope)
-            _, probs = causal_softmax(scores.to(h.dtype), query_axis=-3)  # (b, s, h, t)
+            probs = causal_softmax(scores, query_axis=-3)[1].to(h.dtype)  # (b, s, h, t)
             o_latent = torch.einsum("bsht,btc->bshc", probs, c_kv)
             out = torch.einsum("bshc,hdc->bshd", o_latent, self.w_uv)
         else:
             k_nope, v = self.expand_kv(c_kv)
             scores = self.naive_scores(q_nope, q_rope, k_nope, k_rope)
-            _, probs = causal_softmax(scores.to(h.dtype), query_axis=-3)
+            probs = causal_softmax(scores, query_axis=-3)[1].to(h.dtype)
             out = torch.einsum("bsht,bthd->bshd", probs, v)
         return self.w_o(out.flatten(2))

@@ -37,11 +37,11 @@ class SceneInputs:
     def model(self) -> GPT2:
         return load_gpt2_from_dir(self.weights.path, device=self.device)
 
-    @cached_property
+    @property
     def tokenizer(self):
         from mla_core.loading.tokenizer import gpt2_tokenizer
 
-        return gpt2_tokenizer()
+        return gpt2_tokenizer()  # built once per process
 
     @property
     def provenance(self) -> dict[str, Any]:
