@@ -105,7 +105,6 @@ def main() -> int:
         def decode_step() -> None:
             cache.keys = list(prefilled.keys)  # the 512-token cache, without the step's row
             cache.values = list(prefilled.values)
-            cache.n_tokens = prefilled.n_tokens
             model(ids[:, :1], kv_cache=cache)
 
         prefilled = KVCache(model.config.n_layer)

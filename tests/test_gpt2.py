@@ -209,3 +209,15 @@ def test_cache_refuses_to_pass_the_context(tiny_gpt2_dir) -> None:
         model(random_ids(64), kv_cache=cache)
         with pytest.raises(UserError, match="65 tokens"):
             model(random_ids(1), kv_cache=cache)
+
+
+def test_a_cache_counts_tokens_in_every_layer_and_refuses_layers_out_of_step() -> None:
+    cache = KVCache(2)
+    k = torch.zeros(1, 4, 3, 8)  # [B, H, T, D]: three tokens
+    cache.append(0, k, k)
+    assert cache.n_tokens == 0  # layer 1 holds nothing yet
+    with pytest.raises(RuntimeError, match="cache layer 1 is out of step"):
+        cache.check_in_step()
+    cache.append(1, k, k)
+    cache.check_in_step()
+    assert cache.n_tokens == 3 and cache.nbytes == 2 * 2 * k.numel() * 4  # 2 layers, K and V

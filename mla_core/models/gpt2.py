@@ -174,5 +174,5 @@ class GPT2(nn.Module):
         for layer, block in enumerate(self.h):
             x = block(x, layer, kv_cache, capture)
         if kv_cache is not None:
-            kv_cache.advance(n_tokens)
+            kv_cache.check_in_step()
         return self.lm_head(self.ln_f(x))  # [B, T, V]

@@ -49,6 +49,7 @@ from mla_core.errors import UserError
 from mla_core.models.attention import causal_attention, causal_softmax
 from mla_core.models.configs import GPT2Config
 from mla_core.models.gpt2 import CAPTURED_NAMES, GPT2, CausalSelfAttention
+from mla_core.models.kv_cache import LayerCache
 
 
 def check_rank(rank: int, config: GPT2Config) -> int:
@@ -224,28 +225,14 @@ class LatentAttention(nn.Module):
         return self.c_proj(z)
 
 
-class LatentKVCache:
+class LatentKVCache(LayerCache):
     """The MLA cache of a converted GPT-2: per layer only c_KV, (B, T, r). No RoPE key."""
 
-    def __init__(self, n_layers: int) -> None:
-        self.c_kv: list[torch.Tensor | None] = [None] * n_layers
-        self.n_tokens = 0  # advanced by GPT2.forward once every layer has appended
+    stored = ("c_kv",)
+    token_axis = 1
 
     def append(self, layer: int, c_kv: torch.Tensor) -> torch.Tensor:
-        if self.c_kv[layer] is not None:
-            c_kv = torch.cat((self.c_kv[layer], c_kv.detach()), dim=1)
-        self.c_kv[layer] = c_kv.detach()
-        return self.c_kv[layer]
-
-    def advance(self, n_new: int) -> None:
-        self.n_tokens += n_new
-        for layer, c_kv in enumerate(self.c_kv):
-            if c_kv is None or c_kv.shape[1] != self.n_tokens:
-                raise RuntimeError(f"latent cache layer {layer} is out of step with the others")
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.c_kv if t is not None)
+        return self._append(layer, c_kv)[0]
 
 
 # --- whole models -----------------------------------------------------------------------

@@ -16,59 +16,82 @@ as MHA: 2 * H * D * n_layer numbers per token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 
 from mla_core.errors import UserError
 
 
-class Cache(Protocol):
-    """What every cache here answers, whatever it stores (this KVCache, the converted
-    GPT-2's `LatentKVCache`, DeepSeek's `LatentCache`): how many tokens it holds in every
-    layer, and how many bytes its tensors take (what `analysis.cache_size` predicts)."""
+class LayerCache:
+    """The one cache mechanism: per layer, tensors that grow by one row per token.
 
-    @property
-    def n_tokens(self) -> int: ...
+    A subclass names the per-layer lists it keeps (`stored`, attribute names) and the axis
+    the tokens run along; this KVCache, the converted GPT-2's `LatentKVCache` and DeepSeek's
+    `LatentCache` all answer the same questions: `n_tokens` cached in every layer, and
+    `nbytes`, the bytes their tensors take (what `analysis.cache_size` predicts).
+    """
 
-    @property
-    def nbytes(self) -> int: ...
-
-
-class KVCache:
-    """Per-layer keys and values of the tokens seen so far (MHA layout, [B, H, T, D])."""
+    stored: tuple[str, ...] = ()
+    token_axis: int = 1
 
     def __init__(self, n_layers: int) -> None:
-        self.keys: list[torch.Tensor | None] = [None] * n_layers
-        self.values: list[torch.Tensor | None] = [None] * n_layers
-        self.n_tokens = 0  # tokens cached in every layer (advanced after a full forward)
+        for name in self.stored:
+            setattr(self, name, [None] * n_layers)
 
     @property
     def n_layers(self) -> int:
-        return len(self.keys)
+        return len(getattr(self, self.stored[0]))
+
+    def length(self, layer: int = 0) -> int:
+        """Tokens cached so far in `layer`."""
+        first = getattr(self, self.stored[0])[layer]
+        return 0 if first is None else first.shape[self.token_axis]
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens cached in every layer (during a forward, the layers not yet reached)."""
+        return min(self.length(layer) for layer in range(self.n_layers))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all cached tensors."""
+        return sum(
+            t.numel() * t.element_size()
+            for name in self.stored
+            for t in getattr(self, name)
+            if t is not None
+        )
+
+    def _append(self, layer: int, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Add the new tokens' tensors (one per stored name) to `layer`; return all of them."""
+        whole = []
+        for name, tensor in zip(self.stored, new, strict=True):
+            per_layer = getattr(self, name)
+            old = per_layer[layer]
+            tensor = tensor.detach()
+            per_layer[layer] = tensor if old is None else torch.cat((old, tensor), self.token_axis)
+            whole.append(per_layer[layer])
+        return tuple(whole)
+
+    def check_in_step(self) -> None:
+        """Called by a model after a full forward: every layer must hold the same tokens."""
+        lengths = [self.length(layer) for layer in range(self.n_layers)]
+        for layer, length in enumerate(lengths):
+            if length == 0 or length != lengths[0]:
+                raise RuntimeError(f"cache layer {layer} is out of step with the others")
+
+
+class KVCache(LayerCache):
+    """Per-layer keys and values of the tokens seen so far (MHA layout, [B, H, T, D])."""
+
+    stored = ("keys", "values")
+    token_axis = 2
 
     def append(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Add the new tokens' k, v [B, H, T_new, D] to `layer`; return all of them."""
-        if self.keys[layer] is None:
-            self.keys[layer], self.values[layer] = k.detach(), v.detach()
-        else:
-            self.keys[layer] = torch.cat([self.keys[layer], k.detach()], dim=2)
-            self.values[layer] = torch.cat([self.values[layer], v.detach()], dim=2)
-        return self.keys[layer], self.values[layer]
-
-    def advance(self, n_new: int) -> None:
-        """Called by the model once every layer has appended the same `n_new` tokens."""
-        self.n_tokens += n_new
-        for layer, k in enumerate(self.keys):
-            if k is None or k.size(2) != self.n_tokens:
-                raise RuntimeError(f"KV cache layer {layer} is out of step with the others")
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by all cached keys and values."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+        return self._append(layer, k, v)
 
     def layer_kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached K and V of one layer, each [B, H, T, D]."""

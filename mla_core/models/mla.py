@@ -34,6 +34,7 @@ from torch import nn
 from mla_core.errors import UserError
 from mla_core.models.attention import causal_softmax
 from mla_core.models.configs import DeepSeekConfig
+from mla_core.models.kv_cache import LayerCache
 from mla_core.models.rope import apply_rope, rope_angles, softmax_scale
 
 
@@ -51,42 +52,22 @@ class RMSNorm(nn.Module):
         return self.weight * work.to(x.dtype)
 
 
-class LatentCache:
-    """What MLA keeps per token and layer: the latent c_KV (d_c) and the RoPE key (d_R).
+class LatentCache(LayerCache):
+    """What MLA keeps per token and layer: the latent c_KV (batch, tokens, d_c) and the RoPE
+    key k_rope (batch, tokens, d_R).
 
     Nothing else: no per-head keys or values. `nbytes` measures the stored tensors, to be
     compared with the cache formula (d_c + d_R) * layers * bytes per number.
     """
 
-    def __init__(self, n_layers: int) -> None:
-        self.c_kv: list[torch.Tensor | None] = [None] * n_layers  # (batch, tokens, d_c)
-        self.k_rope: list[torch.Tensor | None] = [None] * n_layers  # (batch, tokens, d_R)
-
-    def length(self, layer: int = 0) -> int:
-        """Tokens cached so far in `layer`."""
-        c_kv = self.c_kv[layer]
-        return 0 if c_kv is None else c_kv.shape[1]
+    stored = ("c_kv", "k_rope")
+    token_axis = 1
 
     def append(
         self, layer: int, c_kv: torch.Tensor, k_rope: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Add new tokens' entries to `layer`; return the layer's whole cache."""
-        if self.c_kv[layer] is not None:
-            c_kv = torch.cat((self.c_kv[layer], c_kv), dim=1)
-            k_rope = torch.cat((self.k_rope[layer], k_rope), dim=1)
-        self.c_kv[layer], self.k_rope[layer] = c_kv, k_rope
-        return c_kv, k_rope
-
-    @property
-    def n_tokens(self) -> int:
-        """Tokens cached in every layer."""
-        return min(self.length(layer) for layer in range(len(self.c_kv)))
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of all stored tensors."""
-        stored = [t for t in (*self.c_kv, *self.k_rope) if t is not None]
-        return sum(t.numel() * t.element_size() for t in stored)
+        return self._append(layer, c_kv, k_rope)
 
 
 class MultiHeadLatentAttention(nn.Module):
