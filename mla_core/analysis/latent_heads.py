@@ -31,6 +31,7 @@ from mla_core.models.attention import causal_softmax
 from mla_core.models.deepseek import DeepSeekModel
 from mla_core.models.gpt2 import GPT2
 from mla_core.models.gpt2_to_mla import LatentAttention, LatentKVCache
+from mla_core.models.kv_cache import generate
 from mla_core.models.mla import LatentCache, MultiHeadLatentAttention
 from mla_core.models.rope import rope_angles
 
@@ -199,25 +200,27 @@ def gpt2_latent_cache_steps(
         raise UserError(f"n_new={n_new} must be >= 1")
     tokenizer = gpt2_tokenizer()
     ids = prompt_token_ids(prompt, model.config, bos)
-    cache = LatentKVCache(model.config.n_layer)
-    steps, feed = [], ids
-    for _ in range(n_new):
-        logits = model(torch.tensor([feed], device=model.wte.weight.device), kv_cache=cache)
-        chosen = int(logits[0, -1].argmax())
-        steps.append(
-            CacheStep(
-                token_ids=list(feed),
-                tokens=tokenizer.display_tokens(feed),
-                next_token_id=chosen,
-                next_token=tokenizer.display_token(chosen),
-                n_cached=cache.n_tokens,
-                c_kv=_np(cache.c_kv[layer][0]),
-                k_rope=None,
-                cache_bytes=cache.nbytes,
-            )
+    rows: list[np.ndarray] = []  # the layer's cached latents after each pass
+    _, steps, _ = generate(
+        model,
+        ids,
+        n_new,
+        LatentKVCache(model.config.n_layer),
+        on_step=lambda cache: rows.append(_np(cache.c_kv[layer][0])),
+    )
+    return [
+        CacheStep(
+            token_ids=step.fed_ids,
+            tokens=tokenizer.display_tokens(step.fed_ids),
+            next_token_id=step.token_id,
+            next_token=tokenizer.display_token(step.token_id),
+            n_cached=step.n_cached,
+            c_kv=c_kv,
+            k_rope=None,
+            cache_bytes=step.cache_bytes,
         )
-        feed = [chosen]
-    return steps
+        for step, c_kv in zip(steps, rows, strict=True)
+    ]
 
 
 # --- DeepSeek MLA -----------------------------------------------------------------------
@@ -328,25 +331,28 @@ def deepseek_cache_steps(
     check_layer_head(layer, 0, model.config.n_layers, model.config.n_heads)
     if n_new < 1:
         raise UserError(f"n_new={n_new} must be >= 1")
-    cache = LatentCache(model.config.n_layers)
-    steps, feed = [], list(token_ids)
-    for _ in range(n_new):
-        logits = model(torch.tensor([feed]), cache, absorb)
-        chosen = int(logits[0, -1].argmax())
-        steps.append(
-            CacheStep(
-                token_ids=list(feed),
-                tokens=[str(i) for i in feed],
-                next_token_id=chosen,
-                next_token=str(chosen),
-                n_cached=cache.length(layer),
-                c_kv=_np(cache.c_kv[layer][0]),
-                k_rope=_np(cache.k_rope[layer][0]),
-                cache_bytes=cache.nbytes,
-            )
+    rows: list[tuple[np.ndarray, np.ndarray]] = []  # the layer's c_kv and k_rope after each pass
+    _, steps, _ = generate(
+        model,
+        list(token_ids),
+        n_new,
+        LatentCache(model.config.n_layers),
+        on_step=lambda cache: rows.append((_np(cache.c_kv[layer][0]), _np(cache.k_rope[layer][0]))),
+        absorb=absorb,
+    )
+    return [
+        CacheStep(
+            token_ids=step.fed_ids,
+            tokens=[str(i) for i in step.fed_ids],
+            next_token_id=step.token_id,
+            next_token=str(step.token_id),
+            n_cached=step.n_cached,
+            c_kv=c_kv,
+            k_rope=k_rope,
+            cache_bytes=step.cache_bytes,
         )
-        feed = [chosen]
-    return steps
+        for step, (c_kv, k_rope) in zip(steps, rows, strict=True)
+    ]
 
 
 def write_npz_atomically(target: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -15,6 +15,7 @@ as MHA: 2 * H * D * n_layer numbers per token.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -102,8 +103,9 @@ class KVCache(LayerCache):
 
 @dataclass
 class DecodeStep:
-    """One generated token and the state of the cache right after producing it."""
+    """One forward pass of greedy decoding and the state of the cache right after it."""
 
+    fed_ids: list[int]  # the tokens this pass fed in (the prompt, then one token at a time)
     token_id: int  # the token chosen (greedy: highest logit)
     logits: torch.Tensor  # [V] the logits it was chosen from
     n_cached: int  # tokens in the cache after this step's forward
@@ -112,9 +114,19 @@ class DecodeStep:
 
 @torch.no_grad()
 def generate(
-    model: torch.nn.Module, prompt_ids: list[int], n_new: int
-) -> tuple[list[int], list[DecodeStep], KVCache]:
-    """Greedy decoding with a KV cache: one forward for the prompt, then one token per step.
+    model: torch.nn.Module,
+    prompt_ids: list[int],
+    n_new: int,
+    cache: LayerCache | None = None,
+    on_step: Callable[[LayerCache], None] | None = None,
+    **forward_kwargs,
+) -> tuple[list[int], list[DecodeStep], LayerCache]:
+    """Greedy decoding with a cache: one forward for the prompt, then one token per step.
+
+    The one decoding loop of every model here: GPT-2 with a `KVCache` (the default), GPT-2
+    converted to MLA with a `LatentKVCache`, the DeepSeek-style model with a `LatentCache`
+    (pass its `absorb=` through `forward_kwargs`). `on_step(cache)` runs after every forward,
+    for callers that record what the cache holds then.
 
     Returns the generated token ids, one DecodeStep per generated token, and the final cache.
     Step i's logits come from the forward that cached every token before it; the last
@@ -125,14 +137,16 @@ def generate(
     if n_new < 0:
         raise UserError(f"n_new={n_new} must be >= 0")
     device = next(model.parameters()).device
-    cache = KVCache(model.config.n_layer)
-    inputs = torch.tensor([prompt_ids], device=device)  # [1, T] the prompt, then one token
+    cache = cache if cache is not None else KVCache(model.config.n_layer)
+    fed = list(prompt_ids)  # the prompt, then one token at a time
     generated: list[int] = []
     steps: list[DecodeStep] = []
     for _ in range(n_new):
-        logits = model(inputs, kv_cache=cache)[0, -1]  # [V]
+        logits = model(torch.tensor([fed], device=device), cache, **forward_kwargs)[0, -1]  # [V]
         token_id = int(logits.argmax())
         generated.append(token_id)
-        steps.append(DecodeStep(token_id, logits, cache.n_tokens, cache.nbytes))
-        inputs = torch.tensor([[token_id]], device=device)
+        steps.append(DecodeStep(fed, token_id, logits, cache.n_tokens, cache.nbytes))
+        if on_step is not None:
+            on_step(cache)
+        fed = [token_id]
     return generated, steps, cache
