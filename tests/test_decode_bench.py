@@ -261,7 +261,7 @@ def test_v3_step_cost_per_token_and_batch() -> None:
 
 
 def test_step_cost_rejects_unknown_variant() -> None:
-    with pytest.raises(ValueError, match="unknown variant"):
+    with pytest.raises(UserError, match="unknown variant .mla_fast.; allowed: mha, gqa"):
         step_cost("mla_fast", v3_dims(), 16)
 
 

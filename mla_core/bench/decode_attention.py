@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mla_core.analysis.cache_size import CacheDims, elements_per_token_per_layer
+from mla_core.errors import UserError
 from mla_core.models.configs import DeepSeekConfig, builtin_config
 
 VARIANTS = ("mha", "gqa", "mqa", "mla_naive", "mla_absorbed")
@@ -50,6 +52,14 @@ VARIANT_LABELS = {
     "mqa": "MQA",
     "mla_naive": "MLA naive",
     "mla_absorbed": "MLA absorbed",
+}
+# what each variant caches, in `analysis.cache_size`'s names (absorbed MLA caches the latent)
+CACHE_KINDS = {
+    "mha": "mha",
+    "gqa": "gqa",
+    "mqa": "mqa",
+    "mla_naive": "mla_naive",
+    "mla_absorbed": "mla",
 }
 
 
@@ -70,9 +80,32 @@ class DecodeDims:
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
     @property
+    def cache_dims(self) -> CacheDims:
+        """The same layer as `analysis.cache_size` describes it (one layer; GQA's groups as
+        its key/value heads): what each variant caches is counted there, once."""
+        return CacheDims(
+            name="decode layer",
+            n_layers=1,
+            n_heads=self.n_heads,
+            head_dim=self.head_dim,
+            n_kv_heads=self.gqa_groups,
+            kv_lora_rank=self.kv_lora_rank,
+            qk_rope_head_dim=self.qk_rope_head_dim,
+            qk_head_dim=self.qk_head_dim,
+            v_head_dim=self.v_head_dim,
+        )
+
+    def cached_per_token(self, variant: str) -> int:
+        """Numbers one token leaves in the cache of this layer (`cache_size`'s count)."""
+        kind = CACHE_KINDS.get(variant)
+        if kind is None:
+            raise UserError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+        return elements_per_token_per_layer(self.cache_dims, kind)
+
+    @property
     def latent_cache_dim(self) -> int:
         """Numbers absorbed MLA caches per token: c_KV and k_R side by side (V3: 576)."""
-        return self.kv_lora_rank + self.qk_rope_head_dim
+        return self.cached_per_token("mla_absorbed")
 
     def kv_heads(self, variant: str) -> int:
         """Key/value heads of the MHA family (MHA: H, GQA: g, MQA: 1)."""
@@ -122,21 +155,16 @@ def step_cost(
     for absorbed MLA); the softmax (a few per score) is left out.
     """
     h, t, b = dims.n_heads, context, batch
+    cached_per_token = dims.cached_per_token(variant)  # UserError for an unknown variant
+    weight_numbers, weight_flops = 0, 0
     if variant in ("mha", "gqa", "mqa"):
-        cached_per_token = 2 * dims.kv_heads(variant) * dims.head_dim
         flops_per_token = 2 * h * dims.head_dim * 2
-        weight_numbers, weight_flops = 0, 0
     elif variant == "mla_naive":
-        cached_per_token = h * (dims.qk_head_dim + dims.v_head_dim)
         flops_per_token = 2 * h * (dims.qk_head_dim + dims.v_head_dim)
-        weight_numbers, weight_flops = 0, 0
-    elif variant == "mla_absorbed":
-        cached_per_token = dims.latent_cache_dim
+    else:  # mla_absorbed
         flops_per_token = 2 * h * (dims.latent_cache_dim + dims.kv_lora_rank)
         weight_numbers = h * (dims.qk_nope_head_dim + dims.v_head_dim) * dims.kv_lora_rank
         weight_flops = 2 * weight_numbers * b
-    else:
-        raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
     bytes_read = (cached_per_token * t * b + weight_numbers) * dtype_bytes
     return StepCost(bytes_read=bytes_read, flops=flops_per_token * t * b + weight_flops)
 
