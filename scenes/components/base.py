@@ -1,0 +1,78 @@
+"""The scene base class: parameters, data and the record of what a scene showed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from manim import Scene
+
+from mla_core.atomic import write_text_atomically
+from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene
+from mla_core.scene_data.inputs import SceneInputs, resolve_inputs
+from mla_core.scene_data.params import params_from_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class VideoScene(Scene):
+    """A scene of the video. It reads the video parameters (video.toml, or what render.py
+    passed), takes its data from `mla_core.scene_data`, records every number it prints in
+    `shown_numbers`, and at the end writes that record (with the data's provenance and the
+    project files it ran) for render.py's manifest."""
+
+    def setup(self) -> None:
+        self.params = params_from_env()
+        self.shown_numbers: dict = {}
+        self.provenance: dict = {}
+
+    @property
+    def inputs(self) -> SceneInputs:
+        """The parameters resolved once (model, weights, device), shared with the data."""
+        return resolve_inputs(self.params)
+
+    def scene_data(self) -> SceneData:
+        """This scene's data (mla_core/scene_data/<stem>.py), provenance kept."""
+        data = data_for_scene(type(self).__name__, self.inputs)
+        self.provenance = data.provenance
+        return data
+
+    def tear_down(self) -> None:
+        folder = os.environ.get(MANIFEST_DIR_ENV)
+        if folder:
+            write_scene_record(self, Path(folder))
+
+
+def write_scene_record(scene: VideoScene, folder: Path) -> Path:
+    """<folder>/<Scene>.json: parameters, provenance, numbers shown, project files used."""
+    record = {
+        "scene": type(scene).__name__,
+        "params": scene.params.as_dict(),
+        "provenance": scene.provenance,
+        "shown_numbers": scene.shown_numbers,
+        "source_files": project_files_loaded(),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['scene']}.json"
+    write_text_atomically(path, json.dumps(record, indent=2, ensure_ascii=False))
+    return path
+
+
+def project_files_loaded() -> dict[str, str]:
+    """sha256 of every module of this repository the process has imported (relative paths):
+    what a render depended on, so render.py can tell when it must re-render."""
+    files = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path or not os.path.isabs(path):  # some extension modules give bare names
+            continue
+        path = Path(path).resolve()
+        if path.suffix != ".py" or REPO not in path.parents or ".venv" in path.parts:
+            continue
+        if not path.is_file():
+            continue
+        files[str(path.relative_to(REPO))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(files.items()))
