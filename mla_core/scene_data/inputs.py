@@ -38,6 +38,21 @@ class SceneInputs:
         return load_gpt2_from_dir(self.weights.path, device=self.device)
 
     @property
+    def latent_rank(self) -> int:
+        """The width of the latent c_KV in the MLA scenes: the `latent_rank` parameter, or a
+        quarter of the model width when it is 0; a rank above n_embd is a UserError."""
+        from mla_core.errors import UserError
+
+        n_embd = self.model.config.n_embd
+        rank = self.params.latent_rank or max(1, n_embd // 4)
+        if rank > n_embd:
+            raise UserError(
+                f"latent_rank={rank} is not allowed for this model: use 1..{n_embd} "
+                f"(its width n_embd), or 0 for n_embd / 4"
+            )
+        return rank
+
+    @property
     def tokenizer(self):
         from mla_core.loading.tokenizer import gpt2_tokenizer
 

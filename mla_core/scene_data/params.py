@@ -34,6 +34,7 @@ class VideoParams:
     show_bos: bool = False  # draw the <|endoftext|> BOS token in attention patterns
     top_k: int = 5  # next-token candidates shown
     new_tokens: int = 4  # tokens generated one at a time in the KV cache scene
+    latent_rank: int = 0  # MLA scenes: width of the latent c_KV; 0 = a quarter of n_embd
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +106,10 @@ def validate_params(params: VideoParams) -> VideoParams:
         raise UserError(f"top_k={params.top_k} must be >= 1")
     if params.new_tokens < 1:
         raise UserError(f"new_tokens={params.new_tokens} must be >= 1")
+    if params.latent_rank < 0:
+        raise UserError(
+            f"latent_rank={params.latent_rank} must be >= 1, or 0 for a quarter of the model width"
+        )
     parse_heads(params.heads)
     return params
 
