@@ -3,7 +3,7 @@
 
     python render.py list                         scenes in story order
     python render.py render SCENE... [-q Q]       render scenes to mp4 under media/
-    python render.py still SCENE... [-q Q]        last frame of scenes as PNG in figures/
+    python render.py still SCENE... [--extras]    last frame (and mid-scene stills) as PNG
     python render.py figures [-q Q]               every scene's stills (final frame + extras)
     python render.py video [-q Q] [--jobs N]      all scenes in story order, one mp4 in media/
     python render.py data SCENE [--save F.npz]    the numbers and arrays a scene will draw
@@ -524,6 +524,9 @@ def build_parser() -> OneLineArgumentParser:
 
     p = sub.add_parser("still", help="last frame of scenes as PNG in figures/")
     p.add_argument("scenes", nargs="+", metavar="SCENE")
+    p.add_argument(
+        "--extras", action="store_true", help="also the scenes' extra stills (mid-scene moments)"
+    )
     add_quality(p)
     add_jobs(p)
     add_set(p)
@@ -579,7 +582,7 @@ def _run_still(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
-    render_stills(scenes, quality, params, media, figures, jobs=args.jobs)
+    render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
     return 0
 
 

@@ -38,7 +38,11 @@ class StoryScene:
 STORY: tuple[StoryScene, ...] = (
     StoryScene("Hook", "the headline numbers: MLA's smaller KV cache and higher throughput"),
     StoryScene("NextToken", "GPT-2 tokenises the prompt and predicts the next token (top-k)"),
-    StoryScene("AttentionPatterns", "real heads' attention patterns, then one head enlarged"),
+    StoryScene(
+        "AttentionPatterns",
+        "real heads' attention patterns, then one head enlarged",
+        (("gallery", 6),),
+    ),
     StoryScene("QueriesKeysValues", "one head: Q, K, V, q.k, scale, mask, softmax, pattern x V"),
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),

@@ -14,6 +14,7 @@ from manim import (
     LEFT,
     ORIGIN,
     RIGHT,
+    UP,
     FadeIn,
     FadeOut,
     Group,
@@ -45,24 +46,24 @@ from scenes.components import (
     title,
 )
 
-PREVIOUS_TOKEN_CLEAR = 0.3  # a previous-token score above which the diagonal is pointed out
-KIND_NAMES = {  # mla_core.analysis.head_scores' kinds, as captions
-    "previous_token": "previous-token head",
-    "duplicate_token": "duplicate-token head",
-    "induction": "induction head",
-    "first_token": "first-token head",
-}
+
+def role_lines(head: dict) -> list[str]:
+    """What the head is, as far as its score allows: ["previous-token head", "score 0.62"]
+    only when the score passes mla_core's stated threshold, else ["previous-token", "highest
+    score: 0.09"] (the best head of that kind, not an instance of it)."""
+    score = fmt_float(head["score"])
+    if head["has_role"]:
+        return [f"{head['kind_label']} head", f"score {score}"]
+    return [head["kind_label"], f"highest score: {score}"]
 
 
-def head_label(head: dict, size: float, aligned_edge=ORIGIN, score: bool = False) -> VGroup:
-    """'layer 1 · head 2' above the kind of head it is (when mla_core picked it) and, if
-    asked, its score for that kind."""
+def head_label(head: dict, size: float, aligned_edge=ORIGIN, one_line: bool = False) -> VGroup:
+    """'layer 1 · head 2' above what it is (when mla_core picked it by a score)."""
     lines = [text(f"layer {head['layer']} \u00b7 head {head['head']}", size, TEXT_COLOR)]
     if head["kind"]:
-        kind = KIND_NAMES.get(head["kind"], head["kind"])
-        if score:
-            kind += f" (score {fmt_float(head['score'])})"
-        lines.append(text(kind, size * 0.9, MUTED))
+        role = role_lines(head)
+        role = [f"{role[0]}, {role[1]}"] if one_line else role
+        lines += [text(line, size * 0.9, MUTED) for line in role]
     return VGroup(*lines).arrange(DOWN, buff=0.1, aligned_edge=aligned_edge)
 
 
@@ -86,18 +87,29 @@ class AttentionPatterns(VideoScene):
             )
             for i, pattern in enumerate(patterns)
         ]
-        gallery_maps = Group(*maps).arrange(RIGHT, buff=0.5, aligned_edge=DOWN)
-        names = VGroup(
+        names = VGroup(*(head_label(h, LABEL_SIZE * 0.8) for h in heads))
+        # one column per head, as wide as the wider of its map and its label
+        columns = Group(
             *(
-                head_label(h, LABEL_SIZE * 0.8).next_to(m.image, DOWN, buff=0.25)
-                for h, m in zip(heads, maps, strict=True)
+                Group(m, name.next_to(m.image, DOWN, buff=0.25))
+                for m, name in zip(maps, names, strict=True)
             )
-        )
+        ).arrange(RIGHT, buff=0.45, aligned_edge=UP)
+        gallery_maps = Group(*maps)
         bar = ColorBar(PATTERN_SCALE, height=maps[-1].image.height, label_size=CAPTION_SIZE)
         bar.next_to(maps[-1].image, RIGHT, buff=0.35)
         bar_title = text("attention", CAPTION_SIZE, MUTED).next_to(bar, DOWN, buff=0.2)
         gallery = Group(gallery_maps, names, bar, bar_title)
-        fit_in(gallery, CONTENT_ZONE)
+        threshold = next((h["role_threshold"] for h in heads if h["kind"]), None)
+        if threshold is not None:
+            rule = text(
+                f"a head is named by its role only when its score is at least "
+                f"{fmt_float(threshold)}",
+                LABEL_SIZE * 0.8,
+                MUTED,
+            )
+            gallery.add(rule.next_to(columns, DOWN, buff=0.45))
+        fit_in(gallery, CONTENT_ZONE, allow_grow=True)
 
         heading = title("Where real attention heads look")
         source = caption(self.inputs.model_caption)
@@ -105,7 +117,7 @@ class AttentionPatterns(VideoScene):
         self.play(FadeIn(source), run_time=0.6)
         for heatmap, name in zip(maps, names, strict=True):
             self.play(FadeIn(heatmap), FadeIn(name), run_time=0.9)
-        self.play(FadeIn(bar), FadeIn(bar_title), run_time=0.8)
+        self.play(FadeIn(bar), FadeIn(bar_title), *(FadeIn(m) for m in gallery[4:]), run_time=0.8)
         self.wait(2.5)
 
         # --- one head enlarged ------------------------------------------------------------
@@ -129,6 +141,7 @@ class AttentionPatterns(VideoScene):
             *(FadeOut(m) for m in others),
             FadeOut(names),
             FadeOut(bar_title),
+            *(FadeOut(m) for m in gallery[4:]),
             FadeOut(small.col_labels),
             FadeOut(small.row_labels) if len(small.row_labels) else FadeIn(VGroup()),
             run_time=0.8,
@@ -149,7 +162,7 @@ class AttentionPatterns(VideoScene):
         weight = float(patterns[focus][row, col])
         head = heads[focus]
         notes = VGroup(
-            head_label(head, BODY_SIZE, aligned_edge=LEFT, score=True),
+            head_label(head, BODY_SIZE, aligned_edge=LEFT, one_line=True),
             text("each row: a token looking back", LABEL_SIZE + 2, QUERY),
             text("each column: a token it looks at", LABEL_SIZE + 2, KEY),
             text("each row adds up to 1", LABEL_SIZE + 2, TEXT_COLOR),
@@ -164,6 +177,8 @@ class AttentionPatterns(VideoScene):
         self.shown_numbers = {
             "tokens": list(tokens),
             "heads": [f"{h['layer']}.{h['head']}" for h in heads],
+            "gallery_labels": [", ".join(role_lines(h)) if h["kind"] else "" for h in heads],
+            "role_threshold": fmt_float(threshold) if threshold is not None else None,
             "enlarged_head": f"{head['layer']}.{head['head']}",
             "enlarged_head_score": fmt_float(head["score"]) if head["kind"] else None,
             "read_cell": {"row": row, "col": col, "weight": fmt_float(weight)},
@@ -189,7 +204,7 @@ class AttentionPatterns(VideoScene):
                 lag_ratio=0.15,
             )
             # where a previous-token head looks, drawn only when this one clearly does
-            if head["kind"] == "previous_token" and head["score"] >= PREVIOUS_TOKEN_CLEAR
+            if head["kind"] == "previous_token" and head["has_role"]
             else FadeIn(VGroup()),
             run_time=1.5,
         )

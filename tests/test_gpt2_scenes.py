@@ -21,12 +21,13 @@ from helpers import TINY_GPT2, make_hf_gpt2_checkpoint, render_final_frame, show
 from manim import Mobject
 
 from mla_core import scene_data as sd
-from mla_core.analysis.head_scores import measure_head_scores, typical_heads
+from mla_core.analysis.head_scores import ROLE_THRESHOLD, measure_head_scores, typical_heads
 from mla_core.errors import UserError
 from mla_core.loading.tokenizer import gpt2_tokenizer
 from mla_core.loading.weights import load_gpt2_from_dir
 from mla_core.models.kv_cache import generate
 from mla_core.names import scene_stem
+from mla_core.scene_data.heads import ChosenHead
 from mla_core.scene_data.inputs import resolve_inputs
 from mla_core.scene_data.params import PARAMS_ENV, VideoParams, load_params
 from mla_core.scene_data.store import CACHE_DIR_ENV, DataCache
@@ -253,7 +254,30 @@ def test_gallery_reads_a_real_cell(rendered, params):
     texts = " ".join(shown_texts(scene))
     assert read["weight"] in texts
     score = fmt_float(data["heads"][0]["score"])
-    assert scene.shown_numbers["enlarged_head_score"] == score and f"(score {score})" in texts
+    assert scene.shown_numbers["enlarged_head_score"] == score and score in texts
+
+
+def test_a_head_is_called_by_its_role_only_above_the_stated_threshold(rendered, params):
+    """The tiny test model's heads are near random: no label may claim a role, and the
+    threshold the labels obey is written on screen."""
+    scene, _ = rendered["AttentionPatterns"]
+    heads = attention_gallery(params)["heads"]
+    assert scene.shown_numbers["role_threshold"] == fmt_float(ROLE_THRESHOLD)
+    labels = scene.shown_numbers["gallery_labels"]
+    assert len(labels) == len(heads)
+    for head, label in zip(heads, labels, strict=True):
+        assert head["has_role"] == (head["score"] >= ROLE_THRESHOLD)
+        claim = f"{head['kind_label']} head"
+        assert (claim in label) == head["has_role"], (label, head["score"])
+        if not head["has_role"]:
+            assert f"highest score: {fmt_float(head['score'])}" in label
+
+
+def test_role_threshold_names_a_clear_head():
+    sharp = ChosenHead(4, 11, "previous_token", 0.93)
+    weak = ChosenHead(3, 2, "previous_token", 0.09)
+    assert sharp.has_role and not weak.has_role
+    assert not ChosenHead(1, 1, "", None).has_role
 
 
 def test_named_heads_and_bos(params, tmp_path):

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mla_core.analysis.head_scores import measure_head_scores
+from mla_core.analysis.head_scores import (
+    ROLE_THRESHOLD,
+    SCORE_LABELS,
+    has_role,
+    measure_head_scores,
+)
 from mla_core.errors import check_layer_head
 from mla_core.models.gpt2 import GPT2
 from mla_core.scene_data.params import VideoParams, parse_heads
@@ -27,8 +32,22 @@ class ChosenHead:
     def name(self) -> str:
         return f"{self.layer}.{self.head}"
 
+    @property
+    def has_role(self) -> bool:
+        """Its score passes `head_scores.ROLE_THRESHOLD`: it may be called, e.g., a
+        previous-token head. Otherwise it is only the highest scorer of its kind."""
+        return bool(self.kind) and has_role(self.score)
+
     def as_dict(self) -> dict:
-        return {"layer": self.layer, "head": self.head, "kind": self.kind, "score": self.score}
+        return {
+            "layer": self.layer,
+            "head": self.head,
+            "kind": self.kind,
+            "kind_label": SCORE_LABELS.get(self.kind, ""),  # e.g. "previous-token"
+            "score": self.score,
+            "has_role": self.has_role,
+            "role_threshold": ROLE_THRESHOLD,
+        }
 
 
 def pick_heads(model: GPT2, kinds: tuple[str, ...] = HEAD_KINDS) -> list[ChosenHead]:
