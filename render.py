@@ -23,73 +23,41 @@ Bad input prints one line naming the bad value and the allowed ones, and exits 2
 from __future__ import annotations
 
 import argparse
-import configparser
-import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mla_core.atomic import write_atomically  # noqa: E402
+from mla_core.atomic import copy_atomically, write_atomically, write_text_atomically  # noqa: E402
 from mla_core.cli.args import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
-from mla_core.scene_data import MANIFEST_DIR_ENV  # noqa: E402
+from mla_core.rendering.manifest import (  # noqa: E402
+    is_up_to_date,
+    manifest_path,
+    write_manifest,
+)
+from mla_core.rendering.manim_job import RenderError, run_manim  # noqa: E402
+from mla_core.rendering.progress import Progress  # noqa: E402
+from mla_core.rendering.quality import QUALITIES, Quality, resolve_quality  # noqa: E402
+from mla_core.rendering.video_file import concat_videos  # noqa: E402
 from mla_core.scene_data.params import (  # noqa: E402
     PARAM_NAMES,
-    PARAMS_ENV,
     VideoParams,
     load_params,
     parse_overrides,
 )
 from scenes import STORY, StoryScene, find_scene, scene_names  # noqa: E402
 
-MANIM_CFG = REPO / "manim.cfg"
 DEFAULT_MEDIA_DIR = REPO / "media"
 DEFAULT_FIGURES_DIR = REPO / "figures"
-
-
-@dataclass(frozen=True)
-class Quality:
-    name: str
-    flag: str  # manim's -q flag
-    width: int
-    height: int
-    fps: int
-
-    @property
-    def folder(self) -> str:
-        """The folder manim writes this quality's videos to, e.g. '480p15'."""
-        return f"{self.height}p{self.fps}"
-
-
-# The same resolutions and frame rates as manim's own quality presets (a test checks).
-QUALITIES = {
-    q.name: q
-    for q in (
-        Quality("low", "l", 854, 480, 15),
-        Quality("medium", "m", 1280, 720, 30),
-        Quality("high", "h", 1920, 1080, 60),
-        Quality("4k", "k", 3840, 2160, 60),
-    )
-}
-
-
-class RenderError(RuntimeError):
-    """Manim failed on a scene (not the user's fault: a bug to report)."""
 
 
 # --- looking things up ------------------------------------------------------------------
@@ -106,12 +74,6 @@ def resolve_scenes(names: Sequence[str]) -> list[StoryScene]:
     return found
 
 
-def resolve_quality(name: str) -> Quality:
-    if name not in QUALITIES:
-        raise UserError(f"unknown quality {name!r}; allowed: {', '.join(QUALITIES)}")
-    return QUALITIES[name]
-
-
 def video_path(scene: StoryScene, quality: Quality, media_dir: Path) -> Path:
     """Where manim writes the scene's mp4 (media/videos/<module>/<480p15>/<Scene>.mp4)."""
     return media_dir / "videos" / scene.path.stem / quality.folder / f"{scene.name}.mp4"
@@ -123,180 +85,7 @@ def still_name(scene: StoryScene, quality: Quality, label: str | None = None) ->
     return f"{scene.name}{'-' + label if label else ''}_{quality.name}"
 
 
-def manifest_path(output: Path) -> Path:
-    """The provenance manifest beside a video or still: X.mp4 -> X.manifest.json."""
-    return output.with_name(output.stem + ".manifest.json")
-
-
-# --- running manim ----------------------------------------------------------------------
-
-
-def job_config(media_dir: Path, output_name: str, folder: Path) -> Path:
-    """The project's manim.cfg plus this job's own text and LaTeX folders.
-
-    Manim caches each Text/MathTex as an SVG named by a hash; two manim processes writing
-    and reading the same SVG at once (--jobs N) can read a half-written file. Each output
-    gets its own folders (stable across runs, so manim's own caching still helps)."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(MANIM_CFG, encoding="utf-8")
-    parser["CLI"]["text_dir"] = str(media_dir / "texts" / output_name)
-    parser["CLI"]["tex_dir"] = str(media_dir / "Tex" / output_name)
-    path = folder / "manim.cfg"
-    with open(path, "w", encoding="utf-8") as f:
-        parser.write(f)
-    return path
-
-
-def manim_command(
-    scene: StoryScene,
-    quality: Quality,
-    media_dir: Path,
-    still: bool = False,
-    upto_animation: int | None = None,
-    output_name: str | None = None,
-    config_file: Path = MANIM_CFG,
-) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "manim",
-        "render",
-        "--config_file",
-        str(config_file),
-        "--media_dir",
-        str(media_dir),
-        "--quality",
-        quality.flag,
-        "--output_file",
-        output_name or scene.name,
-    ]
-    if still:
-        command += ["--format", "png"]
-    if upto_animation is not None:
-        command += ["--from_animation_number", f"0,{upto_animation}"]
-    return command + [str(scene.path), scene.name]
-
-
-def run_manim(
-    scene: StoryScene,
-    quality: Quality,
-    media_dir: Path,
-    params: VideoParams,
-    still: bool = False,
-    upto_animation: int | None = None,
-    output_name: str | None = None,
-) -> dict:
-    """Render one scene in a fresh manim process from the repository root; returns the
-    record the scene wrote (parameters, provenance, numbers shown, source files)."""
-    with tempfile.TemporaryDirectory(prefix="mla-record-") as record_dir:
-        output_name = output_name or scene.name
-        config_file = job_config(media_dir, output_name, Path(record_dir))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-        env[PARAMS_ENV] = params.to_json()
-        env[MANIFEST_DIR_ENV] = record_dir
-        result = subprocess.run(
-            manim_command(
-                scene, quality, media_dir, still, upto_animation, output_name, config_file
-            ),
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
-            raise RenderError(f"manim failed on {scene.name} (exit {result.returncode}):\n{tail}")
-        record_file = Path(record_dir) / f"{scene.name}.json"
-        if not record_file.is_file():
-            raise RenderError(
-                f"{scene.name} wrote no record: is it a scenes.components.VideoScene?"
-            )
-        return json.loads(record_file.read_text(encoding="utf-8"))
-
-
-# --- knowing when a render is up to date ---------------------------------------------------
-
-
-def _manim_version() -> str:
-    from importlib.metadata import version
-
-    return version("manim")
-
-
-def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def fingerprint(record: dict, params: VideoParams, quality: Quality) -> dict:
-    """What a render depends on: the project files the scene ran (with their current
-    hashes), the parameters, the quality, manim.cfg, and the model's sha256 if it used one."""
-    return {
-        "quality": quality.name,
-        "params": {k: v for k, v in params.as_dict().items() if k != "quality"},
-        "manim_cfg": _sha256(MANIM_CFG),
-        "manim_version": _manim_version(),
-        "files": {path: _sha256(REPO / path) for path in record.get("source_files", {})},
-        "model_sha256": record.get("provenance", {}).get("model_sha256"),
-    }
-
-
-def is_up_to_date(output: Path, params: VideoParams, quality: Quality) -> bool:
-    """True when `output` and its manifest exist and nothing it depended on changed."""
-    manifest = manifest_path(output)
-    if not (output.is_file() and manifest.is_file()):
-        return False
-    try:
-        stored = json.loads(manifest.read_text(encoding="utf-8"))
-        record, old = stored["record"], stored["fingerprint"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False
-    current = fingerprint(record, params, quality)
-    if old.get("model_sha256"):  # the model is resolved again: weights may have changed
-        from mla_core.scene_data.inputs import resolve_inputs
-
-        current["model_sha256"] = resolve_inputs(params).weights.sha256
-    return current == old
-
-
-def write_manifest(output: Path, record: dict, params: VideoParams, quality: Quality) -> Path:
-    """The provenance manifest beside one scene's video or still."""
-    manifest = {
-        "file": output.name,
-        "scene": record.get("scene"),
-        "quality": quality.name,
-        "rendered_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "record": record,
-        "fingerprint": fingerprint(record, params, quality),
-    }
-    path = manifest_path(output)
-    _write_text_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return path
-
-
 # --- rendering scenes, stills and the video ------------------------------------------------
-
-
-class Progress:
-    """One line per finished scene with a bar across all scenes (thread-safe)."""
-
-    def __init__(self, total: int, what: str) -> None:
-        self.total, self.done, self.what = total, 0, what
-        self.lock = threading.Lock()
-        print(f"{what}: {total} scene(s)", flush=True)
-
-    def started(self, name: str) -> None:
-        with self.lock:
-            print(f"  ... {name}", flush=True)
-
-    def finished(self, name: str, note: str) -> None:
-        with self.lock:
-            self.done += 1
-            width = 20
-            filled = round(width * self.done / self.total)
-            bar = "#" * filled + "-" * (width - filled)
-            left = self.total - self.done
-            print(f"[{bar}] {self.done}/{self.total} {name}: {note} ({left} left)", flush=True)
 
 
 def render_scenes(
@@ -361,7 +150,7 @@ def render_stills(
         if not rendered.is_file():
             raise RenderError(f"manim reported success but {rendered} does not exist")
         target = figures_dir / f"{name}.png"
-        _copy_atomically(rendered, target)
+        copy_atomically(rendered, target)
         write_manifest(target, record, params, quality)
         progress.finished(name, f"-> {_shown(target)}")
         return target
@@ -398,71 +187,11 @@ def build_video(
         "params": params.as_dict(),
         "scenes": entries,
     }
-    _write_text_atomically(
+    write_text_atomically(
         manifest_path(output), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     )
     print(f"wrote {_shown(output)}: {frames} frames, {frames / quality.fps:.1f} s", flush=True)
     return output
-
-
-# --- concatenation (PyAV, no system ffmpeg) ------------------------------------------------
-
-
-def concat_videos(
-    inputs: Sequence[Path], output: Path, fps: int, crf: int = 18, preset: str = "medium"
-) -> int:
-    """Decode each input mp4 in turn and encode every frame into ONE H.264 mp4 at `fps`.
-
-    Re-encoding (rather than re-muxing) gives one clean, constant-rate timeline whatever
-    timestamps each scene's file carries. The file is written under a temporary name and
-    renamed, so an interrupted run never leaves a broken `output`. Returns frames written.
-    """
-    import av
-
-    if not inputs:
-        raise UserError("no videos to concatenate")
-    sizes = {}
-    for path in inputs:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            sizes[path] = (stream.codec_context.width, stream.codec_context.height)
-    if len(set(sizes.values())) != 1:
-        detail = ", ".join(f"{p.name}: {w}x{h}" for p, (w, h) in sizes.items())
-        raise RenderError(f"scenes differ in resolution, cannot concatenate: {detail}")
-    width, height = next(iter(sizes.values()))
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    frames = 0
-
-    def encode(tmp: Path) -> None:
-        nonlocal frames
-        with av.open(str(tmp), mode="w", format="mp4") as out:
-            stream = out.add_stream("libx264", rate=fps)
-            stream.width, stream.height = width, height
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.time_base = Fraction(1, fps)
-            stream.codec_context.options = {"crf": str(crf), "preset": preset}
-            for path in inputs:
-                with av.open(str(path)) as container:
-                    for frame in container.decode(video=0):
-                        frame = frame.reformat(format="yuv420p")
-                        frame.pts = frames
-                        frame.time_base = Fraction(1, fps)
-                        out.mux(stream.encode(frame))
-                        frames += 1
-            out.mux(stream.encode(None))  # flush the encoder
-        _make_readable(tmp)
-
-    write_atomically(output, encode)
-    return frames
-
-
-def count_frames(path: Path) -> int:
-    """Frames in a video, by decoding it (a check that it plays)."""
-    import av
-
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 # --- command line -------------------------------------------------------------------------
@@ -616,7 +345,6 @@ def _run_data(args: argparse.Namespace) -> int:
         def save(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
                 np.savez(f, meta_json=np.array(meta), **data.arrays)
-            _make_readable(tmp)
 
         write_atomically(args.save, save)
         print(f"saved {len(data.arrays)} array(s) and meta_json to {args.save}")
@@ -652,31 +380,6 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(REPO))
     except ValueError:
         return str(path)
-
-
-def _make_readable(path: Path) -> None:
-    """mkstemp creates files only the owner can read; give them the usual permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    def copy(tmp: Path) -> None:
-        shutil.copyfile(source, tmp)
-        _make_readable(tmp)
-
-    write_atomically(target, copy)
-
-
-def _write_text_atomically(target: Path, content: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(content, encoding="utf-8")
-        _make_readable(tmp)
-
-    write_atomically(target, write)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import render  # noqa: E402
 from mla_core.atomic import write_text_atomically  # noqa: E402
 from mla_core.bench.timer import Stopwatch  # noqa: E402
+from mla_core.rendering.video_file import count_frames  # noqa: E402
 from mla_core.scene_data.store import CACHE_DIR_ENV  # noqa: E402
 from scenes import STORY, find_scene  # noqa: E402
 
@@ -150,7 +151,7 @@ def main() -> int:
         concat_start = next((at for at, line in lines if line.startswith(CONCATENATING)), None)
         rows = []
         for scene in scenes:
-            frames = render.count_frames(render.video_path(scene, quality, media))
+            frames = count_frames(render.video_path(scene, quality, media))
             video_s = frames / quality.fps
             render_s = per_scene[scene.name]
             rows.append(

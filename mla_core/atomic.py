@@ -6,12 +6,14 @@
 
 The new content goes to a temporary file in the target's own folder (so the final rename
 stays on one file system and is atomic), which is then renamed over the target; if writing
-fails, the temporary file is removed and the target is left as it was.
+fails, the temporary file is removed and the target is left as it was. The file gets the
+usual permissions (0666 less the umask, as `open` would give), not mkstemp's owner-only 0600.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +27,21 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """A copy of `source` at `target`, written atomically."""
+    write_atomically(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def write_text_atomically(target: Path, text: str) -> None:

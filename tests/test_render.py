@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import render
+from mla_core.rendering.video_file import count_frames
 from mla_core.scene_data.params import load_params
 from scenes import STORY, TEST_CARD
 
@@ -154,10 +155,10 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
     output = render.build_video([TEST_CARD, TEST_CARD], quality, params, media, jobs=2)
     assert output == media / "mla_video_low.mp4"
     part = render.video_path(TEST_CARD, quality, media)
-    part_frames = render.count_frames(part)
+    part_frames = count_frames(part)
     # two one-second animations at 15 fps (manim may add a closing frame)
     assert 2 * quality.fps <= part_frames <= 2 * quality.fps + 1
-    assert render.count_frames(output) == 2 * part_frames
+    assert count_frames(output) == 2 * part_frames
     with av.open(str(output)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (854, 480)
