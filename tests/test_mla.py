@@ -14,6 +14,7 @@ from mla_core.analysis.cache_size import cache_bytes, dims_from_config
 from mla_core.loading.deepseek_weights import HF_ATTENTION_NAMES
 from mla_core.models.configs import DEEPSEEK_TINY, DEEPSEEK_TINY_LITE, DeepSeekConfig
 from mla_core.models.deepseek import DeepSeekModel
+from mla_core.models.kv_cache import generate
 from mla_core.models.mla import LatentCache, MultiHeadLatentAttention
 from mla_core.models.rope import interleaved_to_half_order, yarn_is_active
 
@@ -153,14 +154,14 @@ def test_generate_is_the_same_on_both_paths():
     with torch.no_grad():
         for param in model.parameters():
             param.mul_(20)
-    prompt = torch.tensor([[1, 2, 3, 4]])
-    naive, _ = model.generate(prompt, 12, absorb=False)
-    absorbed, _ = model.generate(prompt, 12, absorb=True)
-    assert naive.shape == (1, 16)
-    assert torch.equal(naive, absorbed)
+    prompt = [1, 2, 3, 4]
+    naive, _, _ = generate(model, prompt, 12, model.new_cache(), absorb=False)
+    absorbed, _, cache = generate(model, prompt, 12, model.new_cache(), absorb=True)
+    assert len(naive) == 12 and cache.n_tokens == 4 + 12 - 1
+    assert naive == absorbed
     with torch.no_grad():  # greedy: every generated token is the argmax of the full forward
-        full = model(naive[:, :-1])
-    assert torch.equal(full[:, 3:].argmax(-1), naive[:, 4:])
+        full = model(torch.tensor([prompt + naive[:-1]]))
+    assert full[0, 3:].argmax(-1).tolist() == naive
 
 
 @pytest.mark.parametrize(
@@ -172,8 +173,11 @@ def test_latent_cache_bytes_equal_the_formula(which, dtype):
     model = DeepSeekModel(cfg).to(dtype)
     batch, prompt_len, n_new = 3, 6, 5
     prompt = torch.randint(0, cfg.vocab_size, (batch, prompt_len))
-    _, cache = model.generate(prompt, n_new, absorb=True)
-    # generate feeds the prompt and n_new - 1 generated tokens (the last one is never fed)
+    cache = model.new_cache()
+    with torch.no_grad():  # a batch decodes as generate does: the prompt, then n_new - 1 steps
+        logits = model(prompt, cache, absorb=True)
+        for _ in range(n_new - 1):
+            logits = model(logits[:, -1:].argmax(-1), cache, absorb=True)
     tokens = prompt_len + n_new - 1
     for layer in range(cfg.n_layers):  # only the latent and the RoPE key are stored
         assert cache.c_kv[layer].shape == (batch, tokens, cfg.kv_lora_rank)

@@ -96,18 +96,3 @@ class DeepSeekModel(nn.Module):
         if self.head is None:
             return h @ self.embed.weight.T
         return self.head(h)
-
-    @torch.no_grad()
-    def generate(
-        self, tokens: torch.Tensor, n_new: int, absorb: bool | None = None
-    ) -> tuple[torch.Tensor, LatentCache]:
-        """Greedy decoding with the latent cache: the prompt once, then one token per step."""
-        cache = self.new_cache()
-        logits = self(tokens, cache, absorb)
-        out = tokens
-        for step in range(n_new):
-            next_token = logits[:, -1].argmax(-1, keepdim=True)
-            out = torch.cat((out, next_token), dim=1)
-            if step + 1 < n_new:  # the last token is returned, not fed (nor cached)
-                logits = self(next_token, cache, absorb)
-        return out, cache
