@@ -29,3 +29,15 @@ def check_layer_head(
         raise UserError(
             f"{prefix}head {head} is out of range; this model has heads 0..{n_heads - 1}"
         )
+
+
+DEVICE_NAMES = ("cpu", "cuda")
+
+
+def check_device_name(device: str | None) -> None:
+    """UserError unless `device` is "cpu", "cuda", or empty/None (auto). Whether cuda is
+    actually available is `mla_core.loading.weights.check_device`'s job (it needs torch)."""
+    if device and device not in DEVICE_NAMES:
+        raise UserError(
+            f"device {device!r} is not allowed; use cpu or cuda (or none: cuda when available)"
+        )

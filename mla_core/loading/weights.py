@@ -33,7 +33,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mla_core.atomic import write_atomically, write_text_atomically
-from mla_core.errors import UserError
+from mla_core.errors import UserError, check_device_name
 from mla_core.models.configs import GPT2Config, gpt2_config_from_hf, load_config_json
 from mla_core.models.gpt2 import GPT2
 
@@ -217,12 +217,9 @@ def check_device(device: str | None) -> str:
     Every flag and setting that names a device (the commands, train, the benchmarks, the
     video's parameters) goes through here.
     """
+    check_device_name(device)
     if not device:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise UserError(
-            f"device {device!r} is not allowed; use cpu or cuda (or none: cuda when available)"
-        )
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda': no CUDA GPU is available here; use cpu")
     return device

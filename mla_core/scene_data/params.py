@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mla_core.errors import UserError
+from mla_core.errors import UserError, check_device_name
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS_FILE = REPO / "video.toml"
@@ -98,8 +98,7 @@ def params_from_env() -> VideoParams:
 def validate_params(params: VideoParams) -> VideoParams:
     if params.quality not in _QUALITIES:
         raise UserError(f"quality {params.quality!r} is not allowed; use {', '.join(_QUALITIES)}")
-    if params.device not in ("", "cpu", "cuda"):
-        raise UserError(f'device {params.device!r} is not allowed; use cpu, cuda or "" (auto)')
+    check_device_name(params.device)
     if not params.prompt:
         raise UserError("prompt is empty; give some text")
     if params.top_k < 1:
