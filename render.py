@@ -39,6 +39,13 @@ if str(REPO) not in sys.path:
 from mla_core.atomic import copy_atomically, write_atomically, write_text_atomically  # noqa: E402
 from mla_core.cli.args import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
+from mla_core.narration import (  # noqa: E402
+    ScenePart,
+    check_track,
+    merge_subtitles,
+    narration_script,
+    write_subtitles,
+)
 from mla_core.rendering.manifest import (  # noqa: E402
     is_up_to_date,
     manifest_path,
@@ -173,7 +180,8 @@ def build_video(
     output = output or media_dir / f"mla_video_{quality.name}.mp4"
     parts = render_scenes(scenes, quality, params, media_dir, jobs, force)
     print(f"concatenating {len(parts)} scene(s) into {_shown(output)}...", flush=True)
-    frames = concat_videos(parts, output, fps=quality.fps)
+    part_frames = concat_videos(parts, output, fps=quality.fps)
+    frames = sum(part_frames)
     entries = []
     for part in parts:
         stored = json.loads(manifest_path(part).read_text(encoding="utf-8"))
@@ -190,8 +198,36 @@ def build_video(
     write_text_atomically(
         manifest_path(output), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     )
+    write_narration(output, parts, part_frames, entries, quality)
     print(f"wrote {_shown(output)}: {frames} frames, {frames / quality.fps:.1f} s", flush=True)
     return output
+
+
+def write_narration(
+    output: Path,
+    parts: Sequence[Path],
+    part_frames: Sequence[int],
+    records: Sequence[dict],
+    quality: Quality,
+) -> list[Path]:
+    """Beside the joined video: its subtitles (.srt and .vtt, every scene's subcaptions
+    shifted to where the scene starts) and its narration script (.script.md)."""
+    scene_parts, scenes, start = [], [], 0.0
+    for part, count, record in zip(parts, part_frames, records, strict=True):
+        duration = count / quality.fps
+        scene_parts.append(ScenePart(record["scene"], start, duration, part.with_suffix(".srt")))
+        scenes.append({**record, "start": start, "duration": duration})
+        start += duration
+    subs = merge_subtitles(scene_parts)
+    problems = check_track(subs, scene_parts)
+    if problems:
+        raise RenderError("the merged subtitles are broken: " + "; ".join(problems[:3]))
+    srt_path, vtt_path = output.with_suffix(".srt"), output.with_suffix(".vtt")
+    write_subtitles(subs, srt_path, vtt_path)
+    script = output.with_suffix(".script.md")
+    write_text_atomically(script, narration_script(scenes, f"Narration script: {output.name}"))
+    print(f"wrote {_shown(srt_path)}, {vtt_path.name} and {script.name}", flush=True)
+    return [srt_path, vtt_path, script]
 
 
 # --- command line -------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from scenes.components import (
     caption,
     fit_in,
     fmt_float,
+    say_token,
     text,
     title,
 )
@@ -113,12 +114,18 @@ class AttentionPatterns(VideoScene):
 
         heading = title("Where real attention heads look")
         source = caption(self.inputs.model_caption)
-        self.play(Write(heading), run_time=1.2)
-        self.play(FadeIn(source), run_time=0.6)
-        for heatmap, name in zip(maps, names, strict=True):
-            self.play(FadeIn(heatmap), FadeIn(name), run_time=0.9)
-        self.play(FadeIn(bar), FadeIn(bar_title), *(FadeIn(m) for m in gallery[4:]), run_time=0.8)
-        self.wait(2.5)
+        with self.beat(
+            "Attention heads decide which earlier tokens each token looks at. Here are "
+            f"{len(heads)} heads of this model reading our prompt."
+        ):
+            self.play(Write(heading), run_time=1.2)
+            self.play(FadeIn(source), run_time=0.6)
+            for heatmap, name in zip(maps, names, strict=True):
+                self.play(FadeIn(heatmap), FadeIn(name), run_time=0.9)
+            self.play(
+                FadeIn(bar), FadeIn(bar_title), *(FadeIn(m) for m in gallery[4:]), run_time=0.8
+            )
+            self.wait(2.5)
 
         # --- one head enlarged ------------------------------------------------------------
         focus = 0
@@ -136,25 +143,28 @@ class AttentionPatterns(VideoScene):
         big_bar = ColorBar(PATTERN_SCALE, height=big.image.height, label_size=CAPTION_SIZE)
         big_bar.next_to(big.image, RIGHT, buff=0.3)
 
-        others = [m for i, m in enumerate(maps) if i != focus]
-        self.play(
-            *(FadeOut(m) for m in others),
-            FadeOut(names),
-            FadeOut(bar_title),
-            *(FadeOut(m) for m in gallery[4:]),
-            FadeOut(small.col_labels),
-            FadeOut(small.row_labels) if len(small.row_labels) else FadeIn(VGroup()),
-            run_time=0.8,
-        )
-        self.play(
-            Transform(small.image, big.image),
-            Transform(small.grid, big.grid),
-            Transform(bar, big_bar),
-            run_time=1.5,
-        )
-        self.remove(small, bar)
-        self.add(big, big_bar)
-        self.play(FadeIn(big.row_labels), FadeIn(big.col_labels), run_time=0.8)
+        with self.beat(
+            f"Let's enlarge layer {heads[focus]['layer']}, head {heads[focus]['head']}."
+        ):
+            others = [m for i, m in enumerate(maps) if i != focus]
+            self.play(
+                *(FadeOut(m) for m in others),
+                FadeOut(names),
+                FadeOut(bar_title),
+                *(FadeOut(m) for m in gallery[4:]),
+                FadeOut(small.col_labels),
+                FadeOut(small.row_labels) if len(small.row_labels) else FadeIn(VGroup()),
+                run_time=0.8,
+            )
+            self.play(
+                Transform(small.image, big.image),
+                Transform(small.grid, big.grid),
+                Transform(bar, big_bar),
+                run_time=1.5,
+            )
+            self.remove(small, bar)
+            self.add(big, big_bar)
+            self.play(FadeIn(big.row_labels), FadeIn(big.col_labels), run_time=0.8)
 
         # --- reading it ---------------------------------------------------------------------
         row = n_tokens - 1  # the last token: it may look at every token before it
@@ -184,20 +194,28 @@ class AttentionPatterns(VideoScene):
             "read_cell": {"row": row, "col": col, "weight": fmt_float(weight)},
         }
 
-        self.play(FadeIn(notes[0]), run_time=0.8)
-        row_box = big.highlight_row(row, QUERY)
-        col_box = big.highlight_col(col, KEY)
-        self.play(FadeIn(notes[1]), FadeIn(row_box), run_time=1)
-        self.wait(1.2)
-        self.play(FadeIn(notes[2]), FadeIn(col_box), run_time=1)
-        self.wait(1.2)
-        self.play(FadeIn(notes[3]), run_time=0.8)
-        self.wait(1)
-        cell_box = big.highlight_cell(row, col, HIGHLIGHT)
-        self.play(
-            FadeOut(row_box), FadeOut(col_box), FadeIn(cell_box), FadeIn(reading), run_time=1.2
-        )
-        self.wait(1)
+        with self.beat(
+            "Each row is a token looking back, each column a token it may look at, and every row "
+            "adds up to one."
+        ):
+            self.play(FadeIn(notes[0]), run_time=0.8)
+            row_box = big.highlight_row(row, QUERY)
+            col_box = big.highlight_col(col, KEY)
+            self.play(FadeIn(notes[1]), FadeIn(row_box), run_time=1)
+            self.wait(1.2)
+            self.play(FadeIn(notes[2]), FadeIn(col_box), run_time=1)
+            self.wait(1.2)
+            self.play(FadeIn(notes[3]), run_time=0.8)
+            self.wait(1)
+        with self.beat(
+            f"The last token, {say_token(tokens[row])}, gives {fmt_float(weight)} of its attention "
+            f"to {say_token(tokens[col])}."
+        ):
+            cell_box = big.highlight_cell(row, col, HIGHLIGHT)
+            self.play(
+                FadeOut(row_box), FadeOut(col_box), FadeIn(cell_box), FadeIn(reading), run_time=1.2
+            )
+            self.wait(1)
         self.play(
             LaggedStart(
                 *(FadeIn(big.highlight_cell(i, i - 1, HIGHLIGHT)) for i in range(1, n_tokens)),

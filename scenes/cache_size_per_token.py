@@ -37,6 +37,7 @@ from scenes.components import (
     fmt_int,
     fmt_percent,
     fmt_ratio,
+    say_ratio,
     text,
     title,
 )
@@ -105,17 +106,31 @@ class CacheSizePerToken(VideoScene):
             f"{config['kv_lora_rank']} + {config['qk_rope_head_dim']} numbers per layer"
         )
 
-        self.play(Write(heading), run_time=1.5)
-        self.play(FadeIn(chart.axis), FadeIn(bytes_header), FadeIn(source), run_time=1)
-        for i in range(len(kinds)):
-            self.play(FadeIn(chart.names[i], shift=RIGHT * 0.2), run_time=0.5)
-            self.play(GrowFromEdge(chart.bars[i], LEFT), run_time=1.0)
-            self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.6)
-            self.wait(0.6)
-        self.play(FadeIn(context_header), run_time=0.8)
-        self.play(LaggedStart(*(FadeIn(v) for v in context_column), lag_ratio=0.4), run_time=2)
-        self.wait(1)
+        spoken = {
+            "mha": "Multi-head attention caches {} bytes per token.",
+            "gqa": f"Grouped-query attention with {report['gqa_groups']} groups: {{}}.",
+            "mqa": "Multi-query attention, one key and value for all heads: {}.",
+            "mla": "And multi-head latent attention: {}.",
+        }
+        with self.beat("How much memory does each token cost, at DeepSeek-V3's size?"):
+            self.play(Write(heading), run_time=1.5)
+            self.play(FadeIn(chart.axis), FadeIn(bytes_header), FadeIn(source), run_time=1)
+        for i, kind in enumerate(kinds):
+            with self.beat(spoken[kind].format(fmt_int(per_token[i]))):
+                self.play(FadeIn(chart.names[i], shift=RIGHT * 0.2), run_time=0.5)
+                self.play(GrowFromEdge(chart.bars[i], LEFT), run_time=1.0)
+                self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.6)
+                self.wait(0.6)
+        with self.beat(
+            f"For {fmt_int(context)} tokens of context, that is "
+            f"{fmt_bytes(at_context[kinds.index('mha')])} against "
+            f"{fmt_bytes(at_context[kinds.index('mla')])}."
+        ):
+            self.play(FadeIn(context_header), run_time=0.8)
+            self.play(LaggedStart(*(FadeIn(v) for v in context_column), lag_ratio=0.4), run_time=2)
+            self.wait(1)
         mla_row = VGroup(chart.row(3), context_column[3])
         box = SurroundingRectangle(mla_row, color=LATENT, buff=0.15, corner_radius=0.08)
-        self.play(FadeIn(box), Write(verdict), run_time=1.5)
-        self.wait(3)
+        with self.beat(f"MLA caches {say_ratio(mla_ratio)} less than multi-head attention."):
+            self.play(FadeIn(box), Write(verdict), run_time=1.5)
+            self.wait(3)

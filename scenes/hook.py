@@ -23,6 +23,7 @@ from scenes.components import (
     fit_in,
     fmt_int,
     fmt_ratio,
+    say_ratio,
     text,
     title,
 )
@@ -70,14 +71,24 @@ class Hook(VideoScene):
             f"{speedup.paper}, {speedup.where}"
         )
 
-        self.play(Write(heading), run_time=1.5)
-        self.wait(0.5)
-        self.play(FadeIn(cache_stat[0], scale=0.8), run_time=1.2)
-        self.play(LaggedStart(FadeIn(cache_stat[1]), FadeIn(cache_stat[2]), lag_ratio=0.5))
-        self.wait(1.5)
-        self.play(FadeIn(speed_stat[0], scale=0.8), run_time=1.2)
-        self.play(
-            LaggedStart(FadeIn(speed_stat[1]), FadeIn(speed_stat[2]), lag_ratio=0.5),
-            FadeIn(source),
-        )
-        self.wait(3)
+        with self.beat("This is Multi-head Latent Attention, the attention of DeepSeek's models."):
+            self.play(Write(heading), run_time=1.5)
+            self.wait(0.5)
+        with self.beat(
+            f"It lets DeepSeek-V3 keep a key-value cache {say_ratio(numbers['cache_ratio'])} "
+            f"smaller than multi-head attention would: {fmt_int(numbers['mla_bytes_per_token'])} "
+            f"bytes per token instead of {fmt_int(numbers['mha_bytes_per_token'])}."
+        ):
+            self.play(FadeIn(cache_stat[0], scale=0.8), run_time=1.2)
+            self.play(LaggedStart(FadeIn(cache_stat[1]), FadeIn(cache_stat[2]), lag_ratio=0.5))
+            self.wait(1.5)
+        with self.beat(
+            f"And the DeepSeek-V2 paper reports {say_ratio(numbers['throughput_speedup'], 2)} "
+            "the generation throughput of DeepSeek 67B. How can a cache shrink that much?"
+        ):
+            self.play(FadeIn(speed_stat[0], scale=0.8), run_time=1.2)
+            self.play(
+                LaggedStart(FadeIn(speed_stat[1]), FadeIn(speed_stat[2]), lag_ratio=0.5),
+                FadeIn(source),
+            )
+            self.wait(3)

@@ -152,69 +152,82 @@ class KVCacheGrowth(VideoScene):
         shown_counters = [c[1].original_text for c in counters]
 
         # --- the prompt: every key and value computed once --------------------------------
-        self.play(Write(heading), FadeIn(source), run_time=1.2)
-        self.play(FadeIn(labels), FadeIn(headers[1:]), run_time=1)
-        self.play(
-            LaggedStart(*(FadeIn(r) for r in [*k_rows, *v_rows]), lag_ratio=0.03),
-            run_time=1.5,
-        )
-        self.play(FadeIn(counter_title), FadeIn(counters[0]), FadeIn(formula), run_time=1)
-        self.wait(1.5)
+        with self.beat(
+            f"Reading the prompt, every layer computes a key and a value for each of its "
+            f"{n_prompt} tokens, in every head."
+        ):
+            self.play(Write(heading), FadeIn(source), run_time=1.2)
+            self.play(FadeIn(labels), FadeIn(headers[1:]), run_time=1)
+            self.play(
+                LaggedStart(*(FadeIn(r) for r in [*k_rows, *v_rows]), lag_ratio=0.03),
+                run_time=1.5,
+            )
+            self.play(FadeIn(counter_title), FadeIn(counters[0]), FadeIn(formula), run_time=1)
+            self.wait(1.5)
 
         # --- one token at a time ---------------------------------------------------------
         shown_counter = counters[0]
         new_label = q_strip = attention = reused_note = None
-        for s in range(n_steps):
-            i = n_prompt + s
-            slow = s == 0
-            label = token_label(fed_tokens[s], i, HIGHLIGHT)
-            q_row = strip_at(step_q[s], x_q, i)
-            k_row, v_row = strip_at(step_k[s], x_k, i), strip_at(step_v[s], x_v, i)
-            fade_old = [FadeOut(q_strip)] if q_strip is not None else []
-            if new_label is not None:
-                fade_old.append(new_label.animate.set_color(TEXT_COLOR))
-            self.play(FadeIn(label, shift=0.2 * UP), *fade_old, run_time=0.8 if slow else 0.5)
-            if slow:
-                self.play(FadeIn(headers[0]), run_time=0.4)
-            self.play(
-                FadeIn(q_row, shift=0.15 * RIGHT),
-                FadeIn(k_row, shift=0.15 * RIGHT),
-                FadeIn(v_row, shift=0.15 * RIGHT),
-                run_time=1.0 if slow else 0.6,
-            )
-            box_k = SurroundingRectangle(Group(*k_rows), color=CACHE, buff=0.05)
-            box_v = SurroundingRectangle(Group(*v_rows), color=CACHE, buff=0.05)
-            if slow:
-                reused_note = text("reused, not recomputed", LABEL_SIZE * 0.85, CACHE)
-                reused_note.move_to([(x_k + x_v) / 2, row_y(i + 1) - 0.05, 0])
-                computed_note = text("computed now", LABEL_SIZE * 0.85, HIGHLIGHT)
-                computed_note.move_to([x_q, row_y(i + 1) - 0.05, 0])
-                self.play(FadeIn(box_k), FadeIn(box_v), FadeIn(computed_note), run_time=0.8)
-                self.play(FadeIn(reused_note), run_time=0.6)
-                self.wait(1.5)
-                self.play(FadeOut(reused_note), FadeOut(computed_note), run_time=0.5)
-            else:
-                self.play(FadeIn(box_k), FadeIn(box_v), run_time=0.4)
-            labels.add(label)
-            k_rows.add(k_row)
-            v_rows.add(v_row)
-            weights = attention_column(patterns[s, : n_cached[s + 1]])
-            attention_anims = [FadeIn(weights)]
-            if slow:
-                attention_anims.append(FadeIn(attention_header))
-            if attention is not None:
-                attention_anims.append(FadeOut(attention))
-            self.play(
-                *attention_anims,
-                FadeOut(box_k),
-                FadeOut(box_v),
-                ReplacementTransform(shown_counter, counters[s + 1]),
-                run_time=0.9 if slow else 0.6,
-            )
-            shown_counter, attention, new_label, q_strip = counters[s + 1], weights, label, q_row
-            self.wait(1.0 if slow else 0.4)
-        self.play(Indicate(shown_counter[1], color=CACHE, scale_factor=1.1), run_time=1)
-        self.wait(1)
+        with self.beat(
+            "Then the model generates one token at a time. Each new token computes its own query, "
+            "key and value, and reuses the keys and values of every token before it."
+        ):
+            for s in range(n_steps):
+                i = n_prompt + s
+                slow = s == 0
+                label = token_label(fed_tokens[s], i, HIGHLIGHT)
+                q_row = strip_at(step_q[s], x_q, i)
+                k_row, v_row = strip_at(step_k[s], x_k, i), strip_at(step_v[s], x_v, i)
+                fade_old = [FadeOut(q_strip)] if q_strip is not None else []
+                if new_label is not None:
+                    fade_old.append(new_label.animate.set_color(TEXT_COLOR))
+                self.play(FadeIn(label, shift=0.2 * UP), *fade_old, run_time=0.8 if slow else 0.5)
+                if slow:
+                    self.play(FadeIn(headers[0]), run_time=0.4)
+                self.play(
+                    FadeIn(q_row, shift=0.15 * RIGHT),
+                    FadeIn(k_row, shift=0.15 * RIGHT),
+                    FadeIn(v_row, shift=0.15 * RIGHT),
+                    run_time=1.0 if slow else 0.6,
+                )
+                box_k = SurroundingRectangle(Group(*k_rows), color=CACHE, buff=0.05)
+                box_v = SurroundingRectangle(Group(*v_rows), color=CACHE, buff=0.05)
+                if slow:
+                    reused_note = text("reused, not recomputed", LABEL_SIZE * 0.85, CACHE)
+                    reused_note.move_to([(x_k + x_v) / 2, row_y(i + 1) - 0.05, 0])
+                    computed_note = text("computed now", LABEL_SIZE * 0.85, HIGHLIGHT)
+                    computed_note.move_to([x_q, row_y(i + 1) - 0.05, 0])
+                    self.play(FadeIn(box_k), FadeIn(box_v), FadeIn(computed_note), run_time=0.8)
+                    self.play(FadeIn(reused_note), run_time=0.6)
+                    self.wait(1.5)
+                    self.play(FadeOut(reused_note), FadeOut(computed_note), run_time=0.5)
+                else:
+                    self.play(FadeIn(box_k), FadeIn(box_v), run_time=0.4)
+                labels.add(label)
+                k_rows.add(k_row)
+                v_rows.add(v_row)
+                weights = attention_column(patterns[s, : n_cached[s + 1]])
+                attention_anims = [FadeIn(weights)]
+                if slow:
+                    attention_anims.append(FadeIn(attention_header))
+                if attention is not None:
+                    attention_anims.append(FadeOut(attention))
+                self.play(
+                    *attention_anims,
+                    FadeOut(box_k),
+                    FadeOut(box_v),
+                    ReplacementTransform(shown_counter, counters[s + 1]),
+                    run_time=0.9 if slow else 0.6,
+                )
+                shown_counter, attention = counters[s + 1], weights
+                new_label, q_strip = label, q_row
+                self.wait(1.0 if slow else 0.4)
+        with self.beat(
+            f"Kept in memory, they are the KV cache: {bytes_line(cache_bytes[-1])} for "
+            f"{n_cached[-1]} tokens in this small model."
+        ):
+            self.play(Indicate(shown_counter[1], color=CACHE, scale_factor=1.1), run_time=1)
+            self.wait(1)
 
         # --- the same cache at DeepSeek-V3 size ---------------------------------------------
         ds_per_token = int(data["deepseek_bytes_per_token"])
@@ -241,18 +254,22 @@ class KVCacheGrowth(VideoScene):
             text(f"{fmt_int(context)} tokens: {fmt_bytes(ds_total)}", BODY_SIZE + 14, CACHE),
         ).arrange(DOWN, buff=0.4)
         fit_in(big, CONTENT_ZONE)
-        caches = Group(labels, headers, attention_header, k_rows, v_rows, attention, q_strip)
-        self.play(
-            FadeOut(caches),
-            FadeOut(VGroup(counter_title, formula)),
-            ReplacementTransform(shown_counter, ours),
-            run_time=1.2,
-        )
-        self.play(FadeIn(big[1]), run_time=0.8)
-        self.play(FadeIn(big[2]), FadeIn(big[3]), run_time=1.2)
-        self.wait(1.2)
-        self.play(FadeIn(big[4], scale=0.9), run_time=1.2)
-        self.wait(3)
+        with self.beat(
+            f"At DeepSeek-V3's size, multi-head attention would cache {bytes_line(ds_per_token)} "
+            f"for every token: {fmt_bytes(ds_total)} for {fmt_int(context)} tokens of context."
+        ):
+            caches = Group(labels, headers, attention_header, k_rows, v_rows, attention, q_strip)
+            self.play(
+                FadeOut(caches),
+                FadeOut(VGroup(counter_title, formula)),
+                ReplacementTransform(shown_counter, ours),
+                run_time=1.2,
+            )
+            self.play(FadeIn(big[1]), run_time=0.8)
+            self.play(FadeIn(big[2]), FadeIn(big[3]), run_time=1.2)
+            self.wait(1.2)
+            self.play(FadeIn(big[4], scale=0.9), run_time=1.2)
+            self.wait(3)
 
         self.shown_numbers = {
             "head": f"{head['layer']}.{head['head']}",

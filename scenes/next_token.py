@@ -36,6 +36,7 @@ from scenes.components import (
     VideoScene,
     caption,
     fmt_int,
+    say_token,
     text,
     title,
 )
@@ -102,33 +103,47 @@ class NextToken(VideoScene):
         header.next_to(chart, UP, buff=0.3).align_to(chart.bars, LEFT)
         block = VGroup(header, chart)
         block.move_to(CONTENT_ZONE.point(0.5, 0.0)).align_to(CONTENT_ZONE.point(0.5, 0.0), DOWN)
-        self.play(Write(heading), run_time=1.2)
-        self.play(FadeIn(sentence, shift=0.2 * UP), FadeIn(source), run_time=1.2)
-        self.wait(1.2)
-        # text -> tokens
-        self.play(FadeTransform(sentence, strip.cells[: len(tokens)]), run_time=1.5)
-        self.play(LaggedStart(*(FadeIn(i) for i in ids[: len(tokens)]), lag_ratio=0.1))
-        self.wait(1.5)
-        # tokens -> probabilities for every possible next token
-        self.play(FadeIn(header, shift=0.2 * DOWN), run_time=1)
-        for i in range(len(probabilities)):
-            self.play(
-                FadeIn(chart.names[i]),
-                GrowFromEdge(chart.bars[i], LEFT),
-                FadeIn(chart.value_labels[i]),
-                FadeIn(chart.axis) if i == 0 else FadeIn(VGroup()),
-                run_time=0.7,
-            )
-        self.wait(2)
-        # the most likely token joins the text
+        vocab = fmt_int(data["vocab_size"])
+        with self.beat(
+            "A language model reads a text and predicts what comes next. Our prompt: "
+            f"\u201c{data['provenance']['prompt'].strip()}\u201d"
+        ):
+            self.play(Write(heading), run_time=1.2)
+            self.play(FadeIn(sentence, shift=0.2 * UP), FadeIn(source), run_time=1.2)
+            self.wait(1.2)
+        with self.beat(
+            f"First the text is cut into {len(tokens)} tokens, each a number from a "
+            f"vocabulary of {vocab}."
+        ):
+            self.play(FadeTransform(sentence, strip.cells[: len(tokens)]), run_time=1.5)
+            self.play(LaggedStart(*(FadeIn(i) for i in ids[: len(tokens)]), lag_ratio=0.1))
+            self.wait(1.5)
+        with self.beat(
+            f"The model gives every one of the {vocab} tokens a probability of coming next; "
+            f"here are the {len(probabilities)} most likely."
+        ):
+            self.play(FadeIn(header, shift=0.2 * DOWN), run_time=1)
+            for i in range(len(probabilities)):
+                self.play(
+                    FadeIn(chart.names[i]),
+                    GrowFromEdge(chart.bars[i], LEFT),
+                    FadeIn(chart.value_labels[i]),
+                    FadeIn(chart.axis) if i == 0 else FadeIn(VGroup()),
+                    run_time=0.7,
+                )
+            self.wait(2)
         box = SurroundingRectangle(chart.row(0), color=HIGHLIGHT, buff=0.1, corner_radius=0.06)
-        self.play(FadeIn(box), chart.bars[0].animate.set_fill(HIGHLIGHT), run_time=0.8)
-        self.wait(0.8)
-        self.play(
-            ReplacementTransform(chart.names[0].copy(), chosen_cell),
-            FadeIn(chosen_id),
-            run_time=1.5,
-        )
-        self.wait(1.5)
-        self.play(FadeOut(box), run_time=0.6)
-        self.wait(2)
+        with self.beat(
+            f"Its best guess is {say_token(data['chosen_token'])}, at {labels[0]}, and that "
+            "token joins the text."
+        ):
+            self.play(FadeIn(box), chart.bars[0].animate.set_fill(HIGHLIGHT), run_time=0.8)
+            self.wait(0.8)
+            self.play(
+                ReplacementTransform(chart.names[0].copy(), chosen_cell),
+                FadeIn(chosen_id),
+                run_time=1.5,
+            )
+            self.wait(1.5)
+            self.play(FadeOut(box), run_time=0.6)
+            self.wait(2)

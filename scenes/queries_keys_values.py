@@ -54,6 +54,7 @@ from scenes.components import (
     diverging_scale,
     fmt_float,
     math_tex,
+    say_token,
     text,
     title,
 )
@@ -165,142 +166,168 @@ class QueriesKeysValues(VideoScene):
             return header.move_to([column_x, names[0].get_y(), 0])
 
         # --- Q, K, V ----------------------------------------------------------------------
-        self.play(Write(heading), FadeIn(source), run_time=1.2)
-        self.play(FadeIn(labels), run_time=0.8)
-        for name, b in zip(names, (q_block, k_block, v_block), strict=True):
-            self.play(FadeIn(name), FadeIn(b), run_time=0.9)
-        self.wait(2)
+        with self.beat(
+            f"Inside one head, layer {head['layer']}, head {head['head']}, every token gets three "
+            f"vectors of {head_dim} numbers: a query, a key and a value."
+        ):
+            self.play(Write(heading), FadeIn(source), run_time=1.2)
+            self.play(FadeIn(labels), run_time=0.8)
+            for name, b in zip(names, (q_block, k_block, v_block), strict=True):
+                self.play(FadeIn(name), FadeIn(b), run_time=0.9)
+            self.wait(2)
 
         # --- q . k for one query, key by key ---------------------------------------------
-        self.play(FadeOut(v_block), FadeOut(names[2]), run_time=0.8)
-        q_box = SurroundingRectangle(row_entries(q_block, r, n_cols), color=QUERY, buff=0.05)
-        label_box = SurroundingRectangle(labels[r], color=QUERY, buff=0.05)
-        self.play(FadeIn(q_box), FadeIn(label_box), run_time=0.6)
-        header = column_header("q", r"\cdot", "k")
-        self.play(FadeIn(header), FadeIn(grid), run_time=0.8)
-        dot_numbers = column(dots[r], fmt_score)
-        k_box = None
-        fills = Group()
-        for j in range(n_tokens):
-            box = SurroundingRectangle(row_entries(k_block, j, n_cols), color=KEY, buff=0.05)
-            fill = Heatmap(dots[r : r + 1, j : j + 1], grid_scale, cell_size=grid.cell_size * fit)
-            fill.move_to(grid.cell_center(r, j))
-            slow = j < 2
-            if k_box is None:
-                k_box = box
-                self.play(FadeIn(k_box), run_time=0.5)
-            else:
-                self.play(Transform(k_box, box), run_time=0.45 if slow else 0.2)
-            self.play(FadeIn(dot_numbers[j]), FadeIn(fill), run_time=0.6 if slow else 0.25)
-            fills.add(fill)
-        self.wait(0.6)
-        full = Heatmap(dots, grid_scale, cell_size=grid.cell_size * fit).move_to(grid.image)
-        grid_title = text("every query, every key", LABEL_SIZE * 0.8, MUTED)
-        grid_title.next_to(grid.image, DOWN, buff=0.2)
-        self.play(FadeOut(k_box), FadeIn(full), FadeIn(grid_title), run_time=1.2)
-        self.remove(*fills)
-        self.wait(1)
+        with self.beat(
+            f"To decide where {say_token(tokens[r])} looks, its query is compared with every key: "
+            "one dot product per key."
+        ):
+            self.play(FadeOut(v_block), FadeOut(names[2]), run_time=0.8)
+            q_box = SurroundingRectangle(row_entries(q_block, r, n_cols), color=QUERY, buff=0.05)
+            label_box = SurroundingRectangle(labels[r], color=QUERY, buff=0.05)
+            self.play(FadeIn(q_box), FadeIn(label_box), run_time=0.6)
+            header = column_header("q", r"\cdot", "k")
+            self.play(FadeIn(header), FadeIn(grid), run_time=0.8)
+            dot_numbers = column(dots[r], fmt_score)
+            k_box = None
+            fills = Group()
+            for j in range(n_tokens):
+                box = SurroundingRectangle(row_entries(k_block, j, n_cols), color=KEY, buff=0.05)
+                fill = Heatmap(
+                    dots[r : r + 1, j : j + 1], grid_scale, cell_size=grid.cell_size * fit
+                )
+                fill.move_to(grid.cell_center(r, j))
+                slow = j < 2
+                if k_box is None:
+                    k_box = box
+                    self.play(FadeIn(k_box), run_time=0.5)
+                else:
+                    self.play(Transform(k_box, box), run_time=0.45 if slow else 0.2)
+                self.play(FadeIn(dot_numbers[j]), FadeIn(fill), run_time=0.6 if slow else 0.25)
+                fills.add(fill)
+        with self.beat("Every query against every key gives a whole grid of scores."):
+            self.wait(0.6)
+            full = Heatmap(dots, grid_scale, cell_size=grid.cell_size * fit).move_to(grid.image)
+            grid_title = text("every query, every key", LABEL_SIZE * 0.8, MUTED)
+            grid_title.next_to(grid.image, DOWN, buff=0.2)
+            self.play(FadeOut(k_box), FadeIn(full), FadeIn(grid_title), run_time=1.2)
+            self.remove(*fills)
+            self.wait(1)
 
         # --- scale by 1/sqrt(d_head) -----------------------------------------------------
-        scaled_header = column_header("q", r"\cdot", "k", rf"/ \sqrt{{{head_dim}}}")
-        scaled_numbers = column(scores[r], fmt_score)
-        scaled = Heatmap(scores, grid_scale, cell_size=grid.cell_size * fit).move_to(grid.image)
-        self.play(
-            ReplacementTransform(header, scaled_header),
-            ReplacementTransform(dot_numbers, scaled_numbers),
-            FadeIn(scaled),
-            run_time=1.5,
-        )
-        self.remove(full)
-        self.wait(1.2)
+        with self.beat(
+            f"The scores are divided by the square root of {head_dim}, the length of a key."
+        ):
+            scaled_header = column_header("q", r"\cdot", "k", rf"/ \sqrt{{{head_dim}}}")
+            scaled_numbers = column(scores[r], fmt_score)
+            scaled = Heatmap(scores, grid_scale, cell_size=grid.cell_size * fit).move_to(grid.image)
+            self.play(
+                ReplacementTransform(header, scaled_header),
+                ReplacementTransform(dot_numbers, scaled_numbers),
+                FadeIn(scaled),
+                run_time=1.5,
+            )
+            self.remove(full)
+            self.wait(1.2)
 
         # --- the causal mask ----------------------------------------------------------------
-        future = np.triu(np.ones((n_tokens, n_tokens), dtype=bool), k=1)
-        overlay = mask_overlay(grid, future, GRID)
-        masked_numbers = column(masked[r], fmt_score)
-        later = VGroup(*(row_entries(k_block, j, n_cols) for j in range(r + 1, n_tokens)))
-        mask_note = text("a token may not look ahead", LABEL_SIZE * 0.8, MUTED)
-        mask_note.move_to(grid_title)
-        self.play(
-            FadeIn(overlay),
-            ReplacementTransform(scaled_numbers, masked_numbers),
-            later.animate.set_opacity(0.3),
-            ReplacementTransform(grid_title, mask_note),
-            run_time=1.2,
-        )
-        self.wait(1.2)
+        with self.beat(
+            "A token may not look at the tokens after it, so those scores are masked out."
+        ):
+            future = np.triu(np.ones((n_tokens, n_tokens), dtype=bool), k=1)
+            overlay = mask_overlay(grid, future, GRID)
+            masked_numbers = column(masked[r], fmt_score)
+            later = VGroup(*(row_entries(k_block, j, n_cols) for j in range(r + 1, n_tokens)))
+            mask_note = text("a token may not look ahead", LABEL_SIZE * 0.8, MUTED)
+            mask_note.move_to(grid_title)
+            self.play(
+                FadeIn(overlay),
+                ReplacementTransform(scaled_numbers, masked_numbers),
+                later.animate.set_opacity(0.3),
+                ReplacementTransform(grid_title, mask_note),
+                run_time=1.2,
+            )
+            self.wait(1.2)
 
         # --- softmax, row by row -------------------------------------------------------------
-        softmax_header = column_header(r"\mathrm{softmax}")
-        pattern_numbers = column(pattern[r], lambda x: fmt_float(x, 2), HIGHLIGHT)
-        rows = Group()
-        for i in range(n_tokens):
-            row = Heatmap(pattern[i : i + 1], PATTERN_SCALE, cell_size=grid.cell_size * fit)
-            rows.add(row.move_to(grid.cell_center(i, (n_tokens - 1) / 2)))
-        pattern_title = text("attention pattern", LABEL_SIZE * 0.8, MUTED).move_to(mask_note)
-        self.play(
-            ReplacementTransform(scaled_header, softmax_header),
-            ReplacementTransform(masked_numbers, pattern_numbers),
-            FadeIn(rows[r]),
-            run_time=1.5,
-        )
-        self.wait(0.8)
-        self.play(
-            LaggedStart(*(FadeIn(rows[i]) for i in range(n_tokens) if i != r), lag_ratio=0.3),
-            ReplacementTransform(mask_note, pattern_title),
-            run_time=2.5,
-        )
-        self.wait(1.2)
-
-        # --- the pattern's row times V: the head's output z ---------------------------------
-        self.play(
-            FadeOut(Group(k_block, names[1], q_block, names[0], q_box)),
-            FadeOut(Group(grid, scaled, overlay, rows, pattern_title)),
-            run_time=1,
-        )
-        # V takes Q's place and the pattern's row moves along with it (weight p_j on the
-        # line of v_j); then z to the right; the whole picture is centred in the frame
-        to_v = (q_block.get_right()[0] - k_block.get_right()[0]) * RIGHT
-        z_block = MatrixBlock(
-            z[r : r + 1], color=VALUE, show_cols=SHOW_COLS, digits=2, size=MATRIX_SIZE
-        ).scale(fit)
-        z_block.move_to([column_x + to_v[0] + 1.8 + z_block.width / 2, row_y[r], 0])
-        centring = (-(labels.get_left()[0] + z_block.get_right()[0]) / 2) * RIGHT
-        z_block.shift(centring)
-        v_block.move_to(q_block).shift(centring)
-        v_name = names_over(("V", v_block, VALUE))
-        self.play(
-            Group(pattern_numbers, softmax_header).animate.shift(to_v + centring),
-            Group(labels, label_box).animate.shift(centring),
-            FadeIn(v_block),
-            FadeIn(v_name),
-            run_time=1.2,
-        )
-        column_x += to_v[0] + centring[0]
-        arrows = VGroup(
-            *(
-                Arrow(
-                    [column_x + 0.35, row_y[j], 0],
-                    z_block.get_left(),
-                    buff=0.1,
-                    color=MUTED,
-                    stroke_width=2,
-                    max_tip_length_to_length_ratio=0.06,
-                )
-                for j in range(r + 1)
+        with self.beat(
+            "A softmax turns each row into weights that add up to one: the attention pattern."
+        ):
+            softmax_header = column_header(r"\mathrm{softmax}")
+            pattern_numbers = column(pattern[r], lambda x: fmt_float(x, 2), HIGHLIGHT)
+            rows = Group()
+            for i in range(n_tokens):
+                row = Heatmap(pattern[i : i + 1], PATTERN_SCALE, cell_size=grid.cell_size * fit)
+                rows.add(row.move_to(grid.cell_center(i, (n_tokens - 1) / 2)))
+            pattern_title = text("attention pattern", LABEL_SIZE * 0.8, MUTED).move_to(mask_note)
+            self.play(
+                ReplacementTransform(scaled_header, softmax_header),
+                ReplacementTransform(masked_numbers, pattern_numbers),
+                FadeIn(rows[r]),
+                run_time=1.5,
             )
-        )
-        z_tex = math_tex("z", "=", r"\textstyle\sum_j", "p_j", r"\,", "v_j", size=LABEL_SIZE + 4)
-        z_tex[0].set_color(VALUE)
-        z_tex[3].set_color(HIGHLIGHT)
-        z_tex[5].set_color(VALUE)
-        z_tex.next_to(z_block, UP, buff=0.45)
-        z_label = text(f"the head's output for {tokens[r]}", LABEL_SIZE * 0.85, MUTED)
-        z_label.next_to(z_block, DOWN, buff=0.35)
-        self.play(LaggedStart(*(FadeIn(a) for a in arrows), lag_ratio=0.1), run_time=1.2)
-        self.play(FadeIn(z_block), Write(z_tex), run_time=1.2)
-        self.play(FadeIn(z_label), run_time=0.8)
-        self.wait(3)
+            self.wait(0.8)
+            self.play(
+                LaggedStart(*(FadeIn(rows[i]) for i in range(n_tokens) if i != r), lag_ratio=0.3),
+                ReplacementTransform(mask_note, pattern_title),
+                run_time=2.5,
+            )
+            self.wait(1.2)
+
+        with self.beat(
+            f"The head's output for {say_token(tokens[r])} is the sum of the values, each weighted "
+            "by the attention it gets."
+        ):
+            # --- the pattern's row times V: the head's output z ---------------------------------
+            self.play(
+                FadeOut(Group(k_block, names[1], q_block, names[0], q_box)),
+                FadeOut(Group(grid, scaled, overlay, rows, pattern_title)),
+                run_time=1,
+            )
+            # V takes Q's place and the pattern's row moves along with it (weight p_j on the
+            # line of v_j); then z to the right; the whole picture is centred in the frame
+            to_v = (q_block.get_right()[0] - k_block.get_right()[0]) * RIGHT
+            z_block = MatrixBlock(
+                z[r : r + 1], color=VALUE, show_cols=SHOW_COLS, digits=2, size=MATRIX_SIZE
+            ).scale(fit)
+            z_block.move_to([column_x + to_v[0] + 1.8 + z_block.width / 2, row_y[r], 0])
+            centring = (-(labels.get_left()[0] + z_block.get_right()[0]) / 2) * RIGHT
+            z_block.shift(centring)
+            v_block.move_to(q_block).shift(centring)
+            v_name = names_over(("V", v_block, VALUE))
+            self.play(
+                Group(pattern_numbers, softmax_header).animate.shift(to_v + centring),
+                Group(labels, label_box).animate.shift(centring),
+                FadeIn(v_block),
+                FadeIn(v_name),
+                run_time=1.2,
+            )
+            column_x += to_v[0] + centring[0]
+            arrows = VGroup(
+                *(
+                    Arrow(
+                        [column_x + 0.35, row_y[j], 0],
+                        z_block.get_left(),
+                        buff=0.1,
+                        color=MUTED,
+                        stroke_width=2,
+                        max_tip_length_to_length_ratio=0.06,
+                    )
+                    for j in range(r + 1)
+                )
+            )
+            z_tex = math_tex(
+                "z", "=", r"\textstyle\sum_j", "p_j", r"\,", "v_j", size=LABEL_SIZE + 4
+            )
+            z_tex[0].set_color(VALUE)
+            z_tex[3].set_color(HIGHLIGHT)
+            z_tex[5].set_color(VALUE)
+            z_tex.next_to(z_block, UP, buff=0.45)
+            z_label = text(f"the head's output for {tokens[r]}", LABEL_SIZE * 0.85, MUTED)
+            z_label.next_to(z_block, DOWN, buff=0.35)
+            self.play(LaggedStart(*(FadeIn(a) for a in arrows), lag_ratio=0.1), run_time=1.2)
+            self.play(FadeIn(z_block), Write(z_tex), run_time=1.2)
+            self.play(FadeIn(z_label), run_time=0.8)
+            self.wait(3)
 
         self.shown_numbers = {
             "head": f"{head['layer']}.{head['head']}",

@@ -16,6 +16,9 @@ class TestCard(VideoScene):
         body = fit_in(text("render pipeline check", color=LATENT), CONTENT_ZONE)
         self.shown_numbers = {"prompt": self.params.prompt}
         self.add(heading, caption("scenes/testcard.py"))
-        self.play(FadeIn(body), run_time=1.0)  # animation 0: the extra still shows its end
+        # two words each: short enough (narration.min_seconds) not to lengthen a 1 s beat
+        with self.beat("Render check."):
+            self.play(FadeIn(body), run_time=1.0)  # animation 0: the extra still shows its end
         done = fit_in(text("pipeline checked: final frame", color=LATENT), CONTENT_ZONE)
-        self.play(ReplacementTransform(body, done), run_time=1.0)  # animation 1
+        with self.beat("Pipeline checked."):
+            self.play(ReplacementTransform(body, done), run_time=1.0)  # animation 1

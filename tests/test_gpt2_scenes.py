@@ -208,6 +208,10 @@ def test_next_token_probabilities_are_the_models(rendered, params, oracle):
     assert scene.shown_numbers["chosen_token"] == tokenizer.display_token(int(top.indices[0]))
     texts = shown_texts(scene)
     assert all(p in texts for p in expected)
+    # the narration names the live prediction (the tiny model's, not a typed " blue")
+    spoken = " ".join(b["line"] for b in scene.narration)
+    best = tokenizer.decode([int(top.indices[0])]).strip()
+    assert f"best guess is \u201c{best}\u201d, at {expected[0]}" in spoken
 
 
 # --- AttentionPatterns ------------------------------------------------------------------------

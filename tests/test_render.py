@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pysubs2
 import pytest
 
 import render
@@ -103,7 +104,7 @@ def test_concat_keeps_every_frame_in_order(tmp_path):
     first = write_solid_video(tmp_path / "a.mp4", [red] * 7)
     second = write_solid_video(tmp_path / "b.mp4", [blue] * 5)
     output = tmp_path / "out" / "joined.mp4"
-    assert render.concat_videos([first, second], output, fps=15) == 12
+    assert render.concat_videos([first, second], output, fps=15) == [7, 5]
     colours = mean_colours(output)
     assert len(colours) == 12
     assert all(c[0] > 150 and c[2] < 80 for c in colours[:7])
@@ -165,7 +166,25 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
     assert sorted(p.name for p in media.iterdir() if p.is_file()) == [
         "mla_video_low.manifest.json",
         "mla_video_low.mp4",
+        "mla_video_low.script.md",
+        "mla_video_low.srt",
+        "mla_video_low.vtt",
     ]
+    # the subtitles: each TestCard's two beats, the second card's shifted by the first's length
+    part_s = part_frames / quality.fps
+    for suffix in (".srt", ".vtt"):
+        cues = pysubs2.load(str(output.with_suffix(suffix)), encoding="utf-8")
+        assert [c.plaintext for c in cues] == ["Render check.", "Pipeline checked."] * 2
+        assert [c.start for c in cues] == [
+            0,
+            1000,
+            round(part_s * 1000),
+            round(part_s * 1000) + 1000,
+        ]
+        assert all(c.end <= round(2 * part_s * 1000) for c in cues)
+    script = output.with_suffix(".script.md").read_text(encoding="utf-8")
+    assert "## TestCard (0:00.0)" in script and f"## TestCard (0:0{part_s:.1f})" in script
+    assert "- **0:01.0** Pipeline checked." in script
 
     manifest = json.loads(render.manifest_path(output).read_text(encoding="utf-8"))
     assert manifest["frames"] == 2 * part_frames

@@ -18,6 +18,7 @@ from manim import config as manim_config
 
 from mla_core.analysis.paper_figures import GENERATION_THROUGHPUT_SPEEDUP
 from mla_core.models.configs import DEEPSEEK_V3
+from mla_core.narration import min_seconds
 from scenes import STORY, TEST_CARD
 from scenes import components as c
 
@@ -97,6 +98,30 @@ def test_cache_scene_shows_the_computed_numbers(rendered):
     for value in [*expected.values(), *shown["cache_at_100000_tokens"].values()]:
         assert value in texts, f"{value} is not drawn"
     assert any(shown["mla_ratio"] in t for t in texts)
+
+
+@pytest.mark.parametrize("name", [s.name for s in STORY])
+def test_every_story_scene_narrates_at_a_calm_pace(rendered, name):
+    """Each scene speaks in beats; a beat lasts at least as long as its line needs, and the
+    beats follow one another without overlapping."""
+    scene, _ = rendered[name]
+    assert scene.narration, f"{name} has no narration"
+    previous_end = 0.0
+    for beat in scene.narration:
+        assert beat["line"].strip()
+        assert beat["start"] >= previous_end - 1e-6
+        assert beat["end"] - beat["start"] >= min_seconds(beat["line"]) - 1e-3
+        previous_end = beat["end"]
+
+
+def test_the_spoken_cache_ratio_is_the_computed_one(rendered):
+    """Narration numbers come from the same data as the numbers on screen (both scenes)."""
+    ratio = paper_formula_bytes("MHA") / paper_formula_bytes("MLA")
+    for name in ("Hook", "CacheSizePerToken"):
+        spoken = " ".join(b["line"] for b in rendered[name][0].narration)
+        assert f"{ratio:.1f} times" in spoken, name
+    hook = " ".join(b["line"] for b in rendered["Hook"][0].narration)
+    assert f"{paper_formula_bytes('MLA'):,} bytes per token" in hook
 
 
 def test_hook_shows_the_computed_and_cited_numbers(rendered):

@@ -13,12 +13,13 @@ from mla_core.rendering.manim_job import RenderError
 
 def concat_videos(
     inputs: Sequence[Path], output: Path, fps: int, crf: int = 18, preset: str = "medium"
-) -> int:
+) -> list[int]:
     """Decode each input mp4 in turn and encode every frame into ONE H.264 mp4 at `fps`.
 
     Re-encoding (rather than re-muxing) gives one clean, constant-rate timeline whatever
     timestamps each scene's file carries. The file is written under a temporary name and
-    renamed, so an interrupted run never leaves a broken `output`. Returns frames written.
+    renamed, so an interrupted run never leaves a broken `output`. Returns the frames written
+    from each input, in order (a scene starts at the sum of the counts before it, over fps).
     """
     import av
 
@@ -36,9 +37,11 @@ def concat_videos(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     frames = 0
+    per_input: list[int] = []
 
     def encode(tmp: Path) -> None:
         nonlocal frames
+        per_input.clear()
         with av.open(str(tmp), mode="w", format="mp4") as out:
             stream = out.add_stream("libx264", rate=fps)
             stream.width, stream.height = width, height
@@ -46,6 +49,7 @@ def concat_videos(
             stream.codec_context.time_base = Fraction(1, fps)
             stream.codec_context.options = {"crf": str(crf), "preset": preset}
             for path in inputs:
+                before = frames
                 with av.open(str(path)) as container:
                     for frame in container.decode(video=0):
                         frame = frame.reformat(format="yuv420p")
@@ -53,10 +57,11 @@ def concat_videos(
                         frame.time_base = Fraction(1, fps)
                         out.mux(stream.encode(frame))
                         frames += 1
+                per_input.append(frames - before)
             out.mux(stream.encode(None))  # flush the encoder
 
     write_atomically(output, encode)
-    return frames
+    return per_input
 
 
 def count_frames(path: Path) -> int:

@@ -51,6 +51,8 @@ from scenes.components.numbers import (  # noqa: F401
     fmt_int,
     fmt_percent,
     fmt_ratio,
+    say_ratio,
+    say_token,
 )
 from scenes.components.style import (  # noqa: F401
     BACKGROUND,

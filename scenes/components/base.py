@@ -6,11 +6,14 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from manim import Scene
 
 from mla_core.atomic import write_text_atomically
+from mla_core.narration import min_seconds
 from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene
 from mla_core.scene_data.inputs import SceneInputs, resolve_inputs
 from mla_core.scene_data.params import params_from_env
@@ -28,6 +31,7 @@ class VideoScene(Scene):
         self.params = params_from_env()
         self.shown_numbers: dict = {}
         self.provenance: dict = {}
+        self.narration: list[dict] = []  # {"line", "start", "end"}: what beat() spoke, when
 
     @property
     def inputs(self) -> SceneInputs:
@@ -39,6 +43,23 @@ class VideoScene(Scene):
         data = data_for_scene(type(self).__name__, self.inputs)
         self.provenance = data.provenance
         return data
+
+    @contextmanager
+    def beat(self, line: str) -> Iterator[None]:
+        """One line of narration over the animations played inside the `with` block.
+
+        The beat lasts at least as long as the line needs (`narration.min_seconds`): if the
+        animations are shorter, the scene waits. The line becomes a subcaption (manim writes
+        them to <Scene>.srt beside the video) and goes into the scene's record with its times.
+        Build the line from the scene's data, like the text on screen: never type a number."""
+        start = self.time
+        yield
+        missing = min_seconds(line) - (self.time - start)
+        if missing > 1e-6:
+            self.wait(missing)
+        duration = self.time - start
+        self.add_subcaption(line, duration=duration, offset=-duration)
+        self.narration.append({"line": line, "start": round(start, 3), "end": round(self.time, 3)})
 
     def tear_down(self) -> None:
         folder = os.environ.get(MANIFEST_DIR_ENV)
@@ -53,6 +74,7 @@ def write_scene_record(scene: VideoScene, folder: Path) -> Path:
         "params": scene.params.as_dict(),
         "provenance": scene.provenance,
         "shown_numbers": scene.shown_numbers,
+        "narration": scene.narration,
         "source_files": project_files_loaded(),
     }
     folder.mkdir(parents=True, exist_ok=True)

@@ -35,3 +35,13 @@ def fmt_percent(p: float, digits: int = 1) -> str:
 def fmt_float(x: float, digits: int = 2) -> str:
     """-0.1234 -> '−0.12' (with a true minus sign)."""
     return f"{x:.{digits}f}".replace("-", MINUS)
+
+
+def say_ratio(x: float, digits: int = 1) -> str:
+    """A ratio as narration says it: 56.889 -> '56.9 times'."""
+    return f"{x:,.{digits}f} times"
+
+
+def say_token(display_token: str) -> str:
+    """A token as narration quotes it: '␣blue' (a drawn token) -> '"blue"'."""
+    return f"\u201c{display_token.replace(chr(0x2423), ' ').strip()}\u201d"
