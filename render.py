@@ -180,12 +180,13 @@ def build_video(
     output = output or media_dir / f"mla_video_{quality.name}.mp4"
     parts = render_scenes(scenes, quality, params, media_dir, jobs, force)
     print(f"concatenating {len(parts)} scene(s) into {_shown(output)}...", flush=True)
-    part_frames = concat_videos(parts, output, fps=quality.fps)
-    frames = sum(part_frames)
     entries = []
     for part in parts:
         stored = json.loads(manifest_path(part).read_text(encoding="utf-8"))
         entries.append({"file": _shown(part), **stored["record"]})
+    narration = Narration(parts, entries, quality)
+    part_frames = concat_videos(parts, output, fps=quality.fps, subtitles=narration.cues)
+    frames = sum(part_frames)
     manifest = {
         "file": output.name,
         "quality": quality.name,
@@ -198,36 +199,45 @@ def build_video(
     write_text_atomically(
         manifest_path(output), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     )
-    write_narration(output, parts, part_frames, entries, quality)
+    narration.write_beside(output)
     print(f"wrote {_shown(output)}: {frames} frames, {frames / quality.fps:.1f} s", flush=True)
     return output
 
 
-def write_narration(
-    output: Path,
-    parts: Sequence[Path],
-    part_frames: Sequence[int],
-    records: Sequence[dict],
-    quality: Quality,
-) -> list[Path]:
-    """Beside the joined video: its subtitles (.srt and .vtt, every scene's subcaptions
-    shifted to where the scene starts) and its narration script (.script.md)."""
-    scene_parts, scenes, start = [], [], 0.0
-    for part, count, record in zip(parts, part_frames, records, strict=True):
-        duration = count / quality.fps
-        scene_parts.append(ScenePart(record["scene"], start, duration, part.with_suffix(".srt")))
-        scenes.append({**record, "start": start, "duration": duration})
-        start += duration
-    subs = merge_subtitles(scene_parts)
-    problems = check_track(subs, scene_parts)
-    if problems:
-        raise RenderError("the merged subtitles are broken: " + "; ".join(problems[:3]))
-    srt_path, vtt_path = output.with_suffix(".srt"), output.with_suffix(".vtt")
-    write_subtitles(subs, srt_path, vtt_path)
-    script = output.with_suffix(".script.md")
-    write_text_atomically(script, narration_script(scenes, f"Narration script: {output.name}"))
-    print(f"wrote {_shown(srt_path)}, {vtt_path.name} and {script.name}", flush=True)
-    return [srt_path, vtt_path, script]
+class Narration:
+    """The joined video's subtitles and script, made from the scenes' own (manim's .srt
+    beside each scene's mp4, and the narration in each scene's record)."""
+
+    def __init__(self, parts: Sequence[Path], records: Sequence[dict], quality: Quality):
+        self.parts, self.records, self.quality = list(parts), list(records), quality
+        self.track = None
+        self.scenes: list[dict] = []
+
+    def cues(self, part_frames: list[int]) -> list[tuple[int, int, str]]:
+        """Called by concat_videos with the frames of each scene: merges the scenes' cues,
+        shifted to where each scene starts, and checks the track."""
+        scene_parts, self.scenes, start = [], [], 0.0
+        for part, count, record in zip(self.parts, part_frames, self.records, strict=True):
+            duration = count / self.quality.fps
+            srt = part.with_suffix(".srt")
+            scene_parts.append(ScenePart(record["scene"], start, duration, srt))
+            self.scenes.append({**record, "start": start, "duration": duration})
+            start += duration
+        self.track = merge_subtitles(scene_parts)
+        problems = check_track(self.track, scene_parts)
+        if problems:
+            raise RenderError("the merged subtitles are broken: " + "; ".join(problems[:3]))
+        return [(e.start, e.end, e.plaintext) for e in self.track]
+
+    def write_beside(self, output: Path) -> list[Path]:
+        """<video>.srt, <video>.vtt and <video>.script.md."""
+        srt_path, vtt_path = output.with_suffix(".srt"), output.with_suffix(".vtt")
+        write_subtitles(self.track, srt_path, vtt_path)
+        script = output.with_suffix(".script.md")
+        title = f"Narration script: {output.name}"
+        write_text_atomically(script, narration_script(self.scenes, title))
+        print(f"wrote {_shown(srt_path)}, {vtt_path.name} and {script.name}", flush=True)
+        return [srt_path, vtt_path, script]
 
 
 # --- command line -------------------------------------------------------------------------

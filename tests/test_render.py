@@ -14,7 +14,7 @@ import pysubs2
 import pytest
 
 import render
-from mla_core.rendering.video_file import count_frames
+from mla_core.rendering.video_file import count_frames, subtitle_cues
 from mla_core.scene_data.params import load_params
 from scenes import STORY, TEST_CARD
 
@@ -182,6 +182,8 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
             round(part_s * 1000) + 1000,
         ]
         assert all(c.end <= round(2 * part_s * 1000) for c in cues)
+    # the same cues ride in the mp4 as a soft (mov_text) subtitle track
+    assert subtitle_cues(output) == [(c.start, c.end, c.plaintext) for c in cues]
     script = output.with_suffix(".script.md").read_text(encoding="utf-8")
     assert "## TestCard (0:00.0)" in script and f"## TestCard (0:0{part_s:.1f})" in script
     assert "- **0:01.0** Pipeline checked." in script

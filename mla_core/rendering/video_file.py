@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,9 +11,17 @@ from mla_core.atomic import write_atomically
 from mla_core.errors import UserError
 from mla_core.rendering.manim_job import RenderError
 
+# Subtitle cues as (start ms, end ms, text), made once the frames of every input are known.
+Cues = list[tuple[int, int, str]]
+
 
 def concat_videos(
-    inputs: Sequence[Path], output: Path, fps: int, crf: int = 18, preset: str = "medium"
+    inputs: Sequence[Path],
+    output: Path,
+    fps: int,
+    crf: int = 18,
+    preset: str = "medium",
+    subtitles: Callable[[list[int]], Cues] | None = None,
 ) -> list[int]:
     """Decode each input mp4 in turn and encode every frame into ONE H.264 mp4 at `fps`.
 
@@ -20,6 +29,9 @@ def concat_videos(
     timestamps each scene's file carries. The file is written under a temporary name and
     renamed, so an interrupted run never leaves a broken `output`. Returns the frames written
     from each input, in order (a scene starts at the sum of the counts before it, over fps).
+
+    `subtitles(frames_per_input)` gives the cues of a soft subtitle track (mov_text, the
+    mp4 kind that players show and hide) muxed into the same file.
     """
     import av
 
@@ -35,6 +47,9 @@ def concat_videos(
         raise RenderError(f"scenes differ in resolution, cannot concatenate: {detail}")
     width, height = next(iter(sizes.values()))
 
+    # the cues need each scene's length before encoding starts: count the packets (one
+    # per frame in manim's mp4s), which is fast, rather than decoding twice
+    cues = subtitles([_count_packets(p) for p in inputs]) if subtitles is not None else None
     output.parent.mkdir(parents=True, exist_ok=True)
     frames = 0
     per_input: list[int] = []
@@ -48,6 +63,8 @@ def concat_videos(
             stream.pix_fmt = "yuv420p"
             stream.codec_context.time_base = Fraction(1, fps)
             stream.codec_context.options = {"crf": str(crf), "preset": preset}
+            # every stream must exist before the first packet is muxed
+            track = _subtitle_stream(out) if cues is not None else None
             for path in inputs:
                 before = frames
                 with av.open(str(path)) as container:
@@ -59,6 +76,8 @@ def concat_videos(
                         frames += 1
                 per_input.append(frames - before)
             out.mux(stream.encode(None))  # flush the encoder
+            if track is not None:
+                _mux_cues(out, track, cues)
 
     write_atomically(output, encode)
     return per_input
@@ -70,3 +89,57 @@ def count_frames(path: Path) -> int:
 
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def _count_packets(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for packet in container.demux(video=0) if packet.size)
+
+
+def _subtitle_stream(out):
+    """A mov_text stream (the mp4 kind of soft subtitles, shown or hidden by the player)."""
+    stream = out.add_stream("mov_text")
+    stream.codec_context.time_base = Fraction(1, 1000)
+    stream.codec_context.subtitle_header = b"[Script Info]\r\nScriptType: v4.00+\r\n"
+    stream.time_base = Fraction(1, 1000)
+    stream.metadata["language"] = "eng"
+    return stream
+
+
+def _mux_cues(out, stream, cues: Cues) -> None:
+    """PyAV has no subtitle encoder API, but a mov_text sample is simple: a 2-byte
+    big-endian length and the UTF-8 text, muxed as one packet per cue."""
+    import av
+
+    for start, end, line in cues:
+        data = line.encode("utf-8")[:65535]
+        packet = av.Packet(struct.pack(">H", len(data)) + data)
+        packet.stream = stream
+        packet.pts = packet.dts = start
+        packet.duration = end - start
+        packet.time_base = Fraction(1, 1000)
+        out.mux(packet)
+
+
+def subtitle_cues(path: Path) -> Cues:
+    """The soft subtitle track of an mp4 as (start ms, end ms, text); [] when it has none."""
+    import av
+
+    cues = []
+    with av.open(str(path)) as container:
+        if not container.streams.subtitles:
+            return []
+        stream = container.streams.subtitles[0]
+        scale = stream.time_base * 1000
+        for packet in container.demux(stream):
+            payload = bytes(packet)
+            if packet.pts is None or len(payload) <= 2:
+                continue  # the empty samples that end a cue
+            (length,) = struct.unpack(">H", payload[:2])
+            start = round(packet.pts * scale)
+            cues.append(
+                (start, start + round(packet.duration * scale), payload[2 : 2 + length].decode())
+            )
+    return cues
