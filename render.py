@@ -6,6 +6,7 @@
     python render.py still SCENE... [--extras]    last frame (and mid-scene stills) as PNG
     python render.py figures [-q Q]               every scene's stills (final frame + extras)
     python render.py video [-q Q] [--jobs N]      all scenes in story order, one mp4 in media/
+                           [--voice]              ... with the narration spoken (espeak-ng)
     python render.py data SCENE [--save F.npz]    the numbers and arrays a scene will draw
 
 Scene parameters (prompt, weights, heads, quality...) come from video.toml; override any
@@ -42,6 +43,7 @@ from mla_core.errors import UserError  # noqa: E402
 from mla_core.narration import (  # noqa: E402
     ScenePart,
     check_track,
+    find_voice_engine,
     merge_subtitles,
     narration_script,
     write_subtitles,
@@ -289,10 +291,18 @@ def build_parser() -> OneLineArgumentParser:
     def add_jobs(p: argparse.ArgumentParser) -> None:
         p.add_argument("-j", "--jobs", type=int, default=1, help="scenes rendered at once")
 
+    def add_voice(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--voice",
+            action="store_true",
+            help="speak the narration with the offline engine espeak-ng (same as --set voice=true)",
+        )
+
     p = sub.add_parser("render", help="render scenes to mp4 under media/")
     p.add_argument("scenes", nargs="+", metavar="SCENE")
     add_quality(p)
     add_jobs(p)
+    add_voice(p)
     add_set(p)
     p.add_argument("--force", action="store_true", help="re-render even if unchanged")
     p.set_defaults(handler=_run_render)
@@ -316,6 +326,7 @@ def build_parser() -> OneLineArgumentParser:
     p = sub.add_parser("video", help="all scenes in story order, concatenated into one mp4")
     add_quality(p)
     add_jobs(p)
+    add_voice(p)
     add_set(p)
     p.add_argument("--force", action="store_true", help="re-render scenes even if unchanged")
     p.set_defaults(handler=_run_video)
@@ -333,7 +344,12 @@ def _params(args: argparse.Namespace) -> VideoParams:
     if getattr(args, "quality", None) is not None:
         resolve_quality(args.quality)
         overrides["quality"] = args.quality
-    return load_params(args.params, overrides)
+    if getattr(args, "voice", False):
+        overrides["voice"] = "true"
+    params = load_params(args.params, overrides)
+    if params.voice:
+        find_voice_engine()  # fail now, in one line, rather than inside a manim process
+    return params
 
 
 def _run_list(args: argparse.Namespace) -> int:

@@ -15,14 +15,19 @@ No Manim and no torch here: render.py uses it after the scenes are rendered.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import shutil
+import subprocess
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pysubs2
 
-from mla_core.atomic import write_text_atomically
+from mla_core.atomic import write_atomically, write_text_atomically
+from mla_core.errors import UserError
 
 # A line of N words stays on screen for at least N / WORDS_PER_SECOND seconds, so that no
 # subtitle flashes by and a narrator speaking calmly (~150 words a minute) keeps up.
@@ -88,6 +93,42 @@ def check_track(subs: pysubs2.SSAFile, parts: Sequence[ScenePart]) -> list[str]:
             problems.append(f"cue {i + 1} ({event.start}..{event.end} ms) is in no scene")
         previous_end = event.end
     return problems
+
+
+# --- the voice-over draft ---------------------------------------------------------------
+
+# An offline speech engine, from Debian's archive (scripts/debian-packages.txt installs it).
+VOICE_ENGINE = "espeak-ng"
+VOICE = ("-v", "en-us", "-s", "165")  # US English, 165 words a minute
+PAUSE_AFTER_SPEECH = 0.4  # seconds of quiet after a spoken line before the next beat
+
+
+def find_voice_engine() -> str:
+    """The speech engine's path, or a one-line UserError saying what to install."""
+    path = shutil.which(VOICE_ENGINE)
+    if path is None:
+        raise UserError(
+            f"--voice needs the offline speech engine {VOICE_ENGINE}, which is not installed: "
+            f"run `sudo apt-get install {VOICE_ENGINE}` (or `make setup`)"
+        )
+    return path
+
+
+def speak(line: str, folder: Path) -> tuple[Path, float]:
+    """`line` spoken into a WAV file in `folder` (reused when the same line was spoken
+    before with the same voice) and its length in seconds."""
+    engine = find_voice_engine()
+    key = hashlib.sha256("\0".join((VOICE_ENGINE, *VOICE, line)).encode()).hexdigest()[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{key}.wav"
+    if not target.is_file():
+
+        def synthesize(tmp: Path) -> None:
+            subprocess.run([engine, *VOICE, "-w", str(tmp), line], check=True, capture_output=True)
+
+        write_atomically(target, synthesize)
+    with wave.open(str(target)) as audio:
+        return target, audio.getnframes() / audio.getframerate()
 
 
 # --- the script -------------------------------------------------------------------------

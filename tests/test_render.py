@@ -4,6 +4,8 @@ concatenates scenes into one mp4 that PyAV decodes with the expected number of f
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ import pysubs2
 import pytest
 
 import render
+from mla_core.narration import PAUSE_AFTER_SPEECH, speak
 from mla_core.rendering.video_file import count_frames, subtitle_cues
 from mla_core.scene_data.params import load_params
 from scenes import STORY, TEST_CARD
@@ -163,6 +166,7 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
     with av.open(str(output)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (854, 480)
+        assert not container.streams.audio  # silent unless asked for a voice
     assert sorted(p.name for p in media.iterdir() if p.is_file()) == [
         "mla_video_low.manifest.json",
         "mla_video_low.mp4",
@@ -206,6 +210,42 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
     assert "unchanged" not in capsys.readouterr().out
     stored = json.loads(render.manifest_path(part).read_text(encoding="utf-8"))
     assert stored["record"]["shown_numbers"] == {"prompt": " second prompt"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_voice_speaks_each_beat_and_the_beat_waits_for_it(tmp_path):
+    quality = render.QUALITIES["low"]
+    media = tmp_path / "media"
+    params = load_params(None, {"voice": "true"})
+    output = render.build_video([TEST_CARD], quality, params, media)
+    record = json.loads(render.manifest_path(output).read_text(encoding="utf-8"))["scenes"][0]
+    for beat in record["narration"]:
+        _, seconds = speak(beat["line"], tmp_path / "again")
+        assert beat["end"] - beat["start"] >= seconds + PAUSE_AFTER_SPEECH - 1e-3
+    with av.open(str(output)) as container:
+        assert container.streams.audio, "the voiced video has no sound track"
+        video_s = container.streams.video[0].frames / quality.fps
+        sound = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
+    assert abs(len(sound) / 48_000 - video_s) < 0.1  # one sound track, as long as the picture
+    assert np.abs(sound).max() > 0.05  # and someone speaks on it
+    frames = count_frames(output)
+    assert frames / quality.fps >= record["narration"][-1]["end"] - 0.1
+
+
+def test_voice_without_an_engine_is_one_line_and_exit_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "render.py"), "video", "--voice"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": str(tmp_path)},  # no espeak-ng on this PATH
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "espeak-ng" in lines[0] and "apt-get install" in lines[0]
+    assert not (tmp_path / "media").exists()
 
 
 @pytest.mark.slow

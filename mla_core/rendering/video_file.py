@@ -47,9 +47,11 @@ def concat_videos(
         raise RenderError(f"scenes differ in resolution, cannot concatenate: {detail}")
     width, height = next(iter(sizes.values()))
 
-    # the cues need each scene's length before encoding starts: count the packets (one
-    # per frame in manim's mp4s), which is fast, rather than decoding twice
-    cues = subtitles([_count_packets(p) for p in inputs]) if subtitles is not None else None
+    # the cues and the sound need each scene's length before encoding starts: count the
+    # packets (one per frame in manim's mp4s), which is fast, rather than decoding twice
+    lengths = [_count_packets(p) for p in inputs]
+    cues = subtitles(lengths) if subtitles is not None else None
+    sound = _sound_track(inputs, [n / fps for n in lengths])
     output.parent.mkdir(parents=True, exist_ok=True)
     frames = 0
     per_input: list[int] = []
@@ -65,6 +67,7 @@ def concat_videos(
             stream.codec_context.options = {"crf": str(crf), "preset": preset}
             # every stream must exist before the first packet is muxed
             track = _subtitle_stream(out) if cues is not None else None
+            audio = _audio_stream(out) if sound is not None else None
             for path in inputs:
                 before = frames
                 with av.open(str(path)) as container:
@@ -78,6 +81,8 @@ def concat_videos(
             out.mux(stream.encode(None))  # flush the encoder
             if track is not None:
                 _mux_cues(out, track, cues)
+            if audio is not None:
+                _mux_sound(out, audio, sound)
 
     write_atomically(output, encode)
     return per_input
@@ -89,6 +94,65 @@ def count_frames(path: Path) -> int:
 
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+# --- sound (the spoken narration, when scenes have it) -------------------------------------
+
+SAMPLE_RATE = 48_000  # the joined video's audio: mono, 48 kHz, AAC
+AUDIO_CHUNK = 1024  # samples per encoded frame (AAC's frame size)
+
+
+def _sound_track(inputs: Sequence[Path], seconds: Sequence[float]):
+    """One mono float32 track for the joined video, or None when no input has sound: each
+    input's audio, cut or padded with silence to that input's video length."""
+    import av
+    import numpy as np
+
+    if not any(_has_audio(p) for p in inputs):
+        return None
+    pieces = []
+    for path, length in zip(inputs, seconds, strict=True):
+        n = round(length * SAMPLE_RATE)
+        samples = np.zeros(n, dtype=np.float32)
+        if _has_audio(path):
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
+            decoded = []
+            with av.open(str(path)) as container:
+                for frame in container.decode(audio=0):
+                    decoded += [f.to_ndarray()[0] for f in resampler.resample(frame)]
+            decoded += [f.to_ndarray()[0] for f in resampler.resample(None)]
+            if decoded:
+                audio = np.concatenate(decoded).astype(np.float32)[:n]
+                samples[: len(audio)] = audio
+        pieces.append(samples)
+    return np.concatenate(pieces)
+
+
+def _has_audio(path: Path) -> bool:
+    import av
+
+    with av.open(str(path)) as container:
+        return bool(container.streams.audio)
+
+
+def _audio_stream(out):
+    stream = out.add_stream("aac", rate=SAMPLE_RATE)
+    stream.codec_context.layout = "mono"
+    stream.time_base = Fraction(1, SAMPLE_RATE)
+    return stream
+
+
+def _mux_sound(out, stream, samples) -> None:
+    import av
+
+    for offset in range(0, len(samples), AUDIO_CHUNK):
+        chunk = samples[offset : offset + AUDIO_CHUNK]
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = offset
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
 
 
 def _count_packets(path: Path) -> int:

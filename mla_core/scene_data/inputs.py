@@ -21,7 +21,7 @@ from mla_core.loading.weights import (
     sha256_of_file,
 )
 from mla_core.models.gpt2 import GPT2
-from mla_core.scene_data.params import VideoParams
+from mla_core.scene_data.params import RENDER_ONLY_PARAMS, VideoParams
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,10 @@ class SceneInputs:
 
     def cache_key(self) -> dict[str, Any]:
         """Everything a data function's result can depend on (JSON-ready); the render
-        quality is left out, since no data depends on it."""
-        params = {k: v for k, v in self.params.as_dict().items() if k != "quality"}
+        quality and the voice are left out: no data depends on them."""
+        params = {
+            k: v for k, v in self.params.as_dict().items() if k not in RENDER_ONLY_PARAMS
+        }
         return {
             "params": params,
             "weights_sha256": self.weights.sha256,

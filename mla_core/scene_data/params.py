@@ -35,6 +35,7 @@ class VideoParams:
     top_k: int = 5  # next-token candidates shown
     new_tokens: int = 4  # tokens generated one at a time in the KV cache scene
     latent_rank: int = 0  # MLA scenes: width of the latent c_KV; 0 = a quarter of n_embd
+    voice: bool = False  # speak the narration (offline engine, espeak-ng); else subtitles only
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +45,8 @@ class VideoParams:
 
 
 PARAM_NAMES = tuple(f.name for f in fields(VideoParams))
+# Parameters that change how a scene is rendered but never its data.
+RENDER_ONLY_PARAMS = ("quality", "voice")
 _QUALITIES = ("low", "medium", "high", "4k")
 
 

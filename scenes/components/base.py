@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from manim import Scene
+from manim import Scene, config
 
 from mla_core.atomic import write_text_atomically
-from mla_core.narration import min_seconds
+from mla_core.narration import PAUSE_AFTER_SPEECH, min_seconds, speak
 from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene
 from mla_core.scene_data.inputs import SceneInputs, resolve_inputs
 from mla_core.scene_data.params import params_from_env
@@ -51,12 +51,20 @@ class VideoScene(Scene):
         The beat lasts at least as long as the line needs (`narration.min_seconds`): if the
         animations are shorter, the scene waits. The line becomes a subcaption (manim writes
         them to <Scene>.srt beside the video) and goes into the scene's record with its times.
-        Build the line from the scene's data, like the text on screen: never type a number."""
+        Build the line from the scene's data, like the text on screen: never type a number.
+
+        With the `voice` parameter the line is also spoken (narration.speak) from the beat's
+        start, and the beat lasts until the speech is over."""
         start = self.time
+        needed = min_seconds(line)
+        if self.params.voice:
+            wav, seconds = speak(line, Path(config.media_dir) / "voice")
+            self.add_sound(str(wav))
+            needed = max(needed, seconds + PAUSE_AFTER_SPEECH)
         yield
-        missing = min_seconds(line) - (self.time - start)
-        if missing > 1e-6:
-            self.wait(missing)
+        # a rendered wait advances by whole frames and may fall short by part of one
+        while (missing := needed - (self.time - start)) > 1e-6:
+            self.wait(max(missing, 1 / config.frame_rate))
         duration = self.time - start
         self.add_subcaption(line, duration=duration, offset=-duration)
         self.narration.append({"line": line, "start": round(start, 3), "end": round(self.time, 3)})
