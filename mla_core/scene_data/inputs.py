@@ -82,9 +82,7 @@ class SceneInputs:
     def cache_key(self) -> dict[str, Any]:
         """Everything a data function's result can depend on (JSON-ready); the render
         quality and the voice are left out: no data depends on them."""
-        params = {
-            k: v for k, v in self.params.as_dict().items() if k not in RENDER_ONLY_PARAMS
-        }
+        params = {k: v for k, v in self.params.as_dict().items() if k not in RENDER_ONLY_PARAMS}
         return {
             "params": params,
             "weights_sha256": self.weights.sha256,
