@@ -53,7 +53,7 @@ from mla_core.rendering.manifest import (  # noqa: E402
     manifest_path,
     write_manifest,
 )
-from mla_core.rendering.manim_job import RenderError, run_manim  # noqa: E402
+from mla_core.rendering.manim_job import RenderError, run_manim, work_lock  # noqa: E402
 from mla_core.rendering.progress import Progress  # noqa: E402
 from mla_core.rendering.quality import QUALITIES, Quality, resolve_quality  # noqa: E402
 from mla_core.rendering.video_file import concat_videos  # noqa: E402
@@ -67,6 +67,7 @@ from scenes import STORY, StoryScene, find_scene, scene_names  # noqa: E402
 
 DEFAULT_MEDIA_DIR = REPO / "media"
 DEFAULT_FIGURES_DIR = REPO / "figures"
+PARTIAL_SUFFIX = "-rendering"  # a scene's mp4 while manim writes it
 
 
 # --- looking things up ------------------------------------------------------------------
@@ -113,15 +114,27 @@ def render_scenes(
 
     def render_one(scene: StoryScene) -> Path:
         path = video_path(scene, quality, media_dir)
-        if not force and is_up_to_date(path, params, quality):
-            progress.finished(scene.name, "unchanged, not re-rendered")
-            return path
-        progress.started(scene.name)
-        start = time.perf_counter()
-        record = run_manim(scene, quality, media_dir, params)
-        if not path.is_file():
-            raise RenderError(f"manim reported success but {path} does not exist")
-        write_manifest(path, record, params, quality)
+        with work_lock(media_dir, scene.name):  # another render.py may be rendering it
+            if not force and is_up_to_date(path, params, quality):
+                progress.finished(scene.name, "unchanged, not re-rendered")
+                return path
+            progress.started(scene.name)
+            start = time.perf_counter()
+            # manim writes under a temporary name, renamed into place once complete: an
+            # interrupted render never leaves a broken mp4 where a good one is expected
+            partial = f"{scene.name}{PARTIAL_SUFFIX}"
+            record = run_manim(scene, quality, media_dir, params, output_name=partial,
+                               work_name=scene.name)  # fmt: skip
+            rendered = path.with_name(f"{partial}.mp4")
+            if not rendered.is_file():
+                raise RenderError(f"manim reported success but {rendered} does not exist")
+            subtitles = rendered.with_suffix(".srt")
+            if subtitles.is_file():
+                os.replace(subtitles, path.with_suffix(".srt"))
+            else:
+                path.with_suffix(".srt").unlink(missing_ok=True)
+            os.replace(rendered, path)
+            write_manifest(path, record, params, quality)
         progress.finished(scene.name, f"{time.perf_counter() - start:.1f} s -> {_shown(path)}")
         return path
 
@@ -142,7 +155,9 @@ def render_stills(
 ) -> list[Path]:
     """Each scene's last frame (and, with `extras`, its declared extra stills) as PNGs in
     figures/, each with its manifest; returns the PNG paths."""
-    figures_dir.mkdir(parents=True, exist_ok=True)
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs} must be >= 1")
+    _check_writable_folder(figures_dir, "--figures-dir")
     wanted: list[tuple[StoryScene, str | None, int | None]] = []
     for scene in scenes:
         wanted.append((scene, None, None))
@@ -154,12 +169,13 @@ def render_stills(
         scene, label, upto = item
         name = still_name(scene, quality, label)
         progress.started(name)
-        record = run_manim(scene, quality, media_dir, params, True, upto, output_name=name)
-        rendered = media_dir / "images" / scene.path.stem / f"{name}.png"
-        if not rendered.is_file():
-            raise RenderError(f"manim reported success but {rendered} does not exist")
-        target = figures_dir / f"{name}.png"
-        copy_atomically(rendered, target)
+        with work_lock(media_dir, name):
+            record = run_manim(scene, quality, media_dir, params, True, upto, output_name=name)
+            rendered = media_dir / "images" / scene.path.stem / f"{name}.png"
+            if not rendered.is_file():
+                raise RenderError(f"manim reported success but {rendered} does not exist")
+            target = figures_dir / f"{name}.png"
+            copy_atomically(rendered, target)
         write_manifest(target, record, params, quality)
         progress.finished(name, f"-> {_shown(target)}")
         return target
@@ -364,6 +380,8 @@ def _run_render(args: argparse.Namespace) -> int:
     scenes = resolve_scenes(args.scenes)
     params = _params(args)
     quality = resolve_quality(params.quality)
+    _check_writable_folder(args.media_dir.resolve(), "--media-dir")
+    check_before_rendering(scenes, params)
     render_scenes(scenes, quality, params, args.media_dir.resolve(), args.jobs, args.force)
     return 0
 
@@ -373,6 +391,8 @@ def _run_still(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    _check_writable_folder(media, "--media-dir")
+    check_before_rendering(scenes, params)
     render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
     return 0
 
@@ -381,6 +401,8 @@ def _run_figures(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    _check_writable_folder(media, "--media-dir")
+    check_before_rendering(STORY, params)
     render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
     return 0
 
@@ -388,6 +410,8 @@ def _run_figures(args: argparse.Namespace) -> int:
 def _run_video(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
+    _check_writable_folder(args.media_dir.resolve(), "--media-dir")
+    check_before_rendering(STORY, params)
     build_video(STORY, quality, params, args.media_dir.resolve(), jobs=args.jobs, force=args.force)
     return 0
 
@@ -431,6 +455,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _check_writable_folder(folder: Path, flag: str) -> None:
+    """`folder` exists (made if missing) and can be written, else a one-line UserError."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {str(folder)!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{flag} {str(folder)!r} cannot be made: {err.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {str(folder)!r} is not writable")
+
+
+def check_before_rendering(scenes: Sequence[StoryScene], params: VideoParams) -> None:
+    """Compute (or read from the cache) every scene's data before manim starts, so bad
+    input (weights, heads, prompt, sizes) stops here in one line, and the manim processes
+    find their data ready."""
+    from mla_core.scene_data import data_for_scene, has_data
+
+    for scene in dict.fromkeys(scenes):
+        if has_data(scene.name):
+            data_for_scene(scene.name, params)
 
 
 # --- small helpers --------------------------------------------------------------------------

@@ -42,21 +42,38 @@ def fingerprint(record: dict, params: VideoParams, quality: Quality) -> dict:
 
 
 def is_up_to_date(output: Path, params: VideoParams, quality: Quality) -> bool:
-    """True when `output` and its manifest exist and nothing it depended on changed."""
+    """True when `output` and its manifest exist, nothing it depended on changed, and (for a
+    video) the file is a readable video of the length the manifest recorded. Anything odd
+    about the manifest (not UTF-8, not JSON, wrong shape) means: render again."""
     manifest = manifest_path(output)
     if not (output.is_file() and manifest.is_file()):
         return False
     try:
         stored = json.loads(manifest.read_text(encoding="utf-8"))
         record, old = stored["record"], stored["fingerprint"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # ValueError covers bad UTF-8 and bad JSON
         return False
+    if not (isinstance(record, dict) and isinstance(old, dict)):
+        return False
+    if output.suffix == ".mp4" and stored.get("frames") != video_frames(output):
+        return False  # truncated, or not the video this manifest describes
     current = fingerprint(record, params, quality)
     if old.get("model_sha256"):  # the model is resolved again: weights may have changed
         from mla_core.scene_data.inputs import resolve_inputs
 
         current["model_sha256"] = resolve_inputs(params).weights.sha256
     return current == old
+
+
+def video_frames(path: Path) -> int | None:
+    """Frames (packets) of an mp4's video stream, or None when it is not a readable video."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for packet in container.demux(video=0) if packet.size)
+    except (av.FFmpegError, OSError, IndexError, ValueError):
+        return None
 
 
 def write_manifest(output: Path, record: dict, params: VideoParams, quality: Quality) -> Path:
@@ -69,6 +86,8 @@ def write_manifest(output: Path, record: dict, params: VideoParams, quality: Qua
         "record": record,
         "fingerprint": fingerprint(record, params, quality),
     }
+    if output.suffix == ".mp4":
+        manifest["frames"] = video_frames(output)
     path = manifest_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # the inputs import torch; `render.py list` and `--help` stay
     from mla_core.scene_data.inputs import SceneInputs
 
 MANIFEST_DIR_ENV = "MLA_MANIFEST_DIR"  # set by render.py: where a scene records what it showed
+# In that folder: the one-line message of bad input a scene met (a UserError in manim).
+USER_ERROR_FILE = "user-error.txt"
 
 
 def data_module(scene_name: str) -> str:

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any
 
+from mla_core.errors import UserError
 from mla_core.loading.weights import (
     CONFIG_FILE,
     WeightsSource,
     check_device,
     load_gpt2_from_dir,
+    read_gpt2_config,
     resolve_weights,
     sha256_of_file,
 )
 from mla_core.models.gpt2 import GPT2
-from mla_core.scene_data.params import RENDER_ONLY_PARAMS, VideoParams
+from mla_core.scene_data.params import MAX_PROMPT_TOKENS, RENDER_ONLY_PARAMS, VideoParams
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,6 @@ class SceneInputs:
     def latent_rank(self) -> int:
         """The width of the latent c_KV in the MLA scenes: the `latent_rank` parameter, or a
         quarter of the model width when it is 0; a rank above n_embd is a UserError."""
-        from mla_core.errors import UserError
-
         n_embd = self.model.config.n_embd
         rank = self.params.latent_rank or max(1, n_embd // 4)
         if rank > n_embd:
@@ -93,11 +93,29 @@ class SceneInputs:
 
 @cache
 def resolve_inputs(params: VideoParams) -> SceneInputs:
-    """Resolve the parameters once per process (the same params give the same object)."""
+    """Resolve the parameters once per process (the same params give the same object);
+    a prompt too long for the frame or for the model's context is a UserError."""
     weights = resolve_weights(params.weights or None)
-    return SceneInputs(
+    inputs = SceneInputs(
         params=params,
         weights=weights,
         config_sha256=sha256_of_file(weights.path / CONFIG_FILE),
         device=check_device(params.device),
     )
+    check_prompt_length(inputs)
+    return inputs
+
+
+def check_prompt_length(inputs: SceneInputs) -> None:
+    n_tokens = len(inputs.tokenizer.encode(inputs.params.prompt))
+    if n_tokens > MAX_PROMPT_TOKENS:
+        raise UserError(
+            f"prompt is {n_tokens} tokens long; at most {MAX_PROMPT_TOKENS} fit in the frame"
+        )
+    n_ctx = read_gpt2_config(inputs.weights.path).n_ctx
+    needed = 1 + n_tokens + inputs.params.new_tokens  # <|endoftext|>, prompt, generated
+    if needed > n_ctx:
+        raise UserError(
+            f"prompt ({n_tokens} tokens) plus new_tokens={inputs.params.new_tokens} needs "
+            f"{needed} positions; this model's context holds {n_ctx}"
+        )

@@ -45,6 +45,10 @@ class VideoParams:
 
 
 PARAM_NAMES = tuple(f.name for f in fields(VideoParams))
+# What the frame can hold: bars in NextToken's chart, rows in KVCacheGrowth, tokens in a strip.
+MAX_TOP_K = 10
+MAX_NEW_TOKENS = 8
+MAX_PROMPT_TOKENS = 12
 # Parameters that change how a scene is rendered but never its data.
 RENDER_ONLY_PARAMS = ("quality", "voice")
 _QUALITIES = ("low", "medium", "high", "4k")
@@ -104,10 +108,17 @@ def validate_params(params: VideoParams) -> VideoParams:
     check_device_name(params.device)
     if not params.prompt:
         raise UserError("prompt is empty; give some text")
-    if params.top_k < 1:
-        raise UserError(f"top_k={params.top_k} must be >= 1")
-    if params.new_tokens < 1:
-        raise UserError(f"new_tokens={params.new_tokens} must be >= 1")
+    if not 1 <= params.top_k <= MAX_TOP_K:
+        raise UserError(
+            f"top_k={params.top_k} is not allowed: use 1..{MAX_TOP_K} (bars the frame can hold)"
+        )
+    if not 1 <= params.new_tokens <= MAX_NEW_TOKENS:
+        raise UserError(
+            f"new_tokens={params.new_tokens} is not allowed: use 1..{MAX_NEW_TOKENS} "
+            "(rows the KV cache scene can hold)"
+        )
+    if "\x00" in params.prompt:
+        raise UserError("prompt contains a NUL character; give plain text")
     if params.latent_rank < 0:
         raise UserError(
             f"latent_rank={params.latent_rank} must be >= 1, or 0 for a quarter of the model width"

@@ -13,8 +13,9 @@ from pathlib import Path
 from manim import Scene, config
 
 from mla_core.atomic import write_text_atomically
+from mla_core.errors import UserError
 from mla_core.narration import PAUSE_AFTER_SPEECH, min_seconds, speak
-from mla_core.scene_data import MANIFEST_DIR_ENV, SceneData, data_for_scene
+from mla_core.scene_data import MANIFEST_DIR_ENV, USER_ERROR_FILE, SceneData, data_for_scene
 from mla_core.scene_data.inputs import SceneInputs, resolve_inputs
 from mla_core.scene_data.params import params_from_env
 
@@ -36,11 +37,13 @@ class VideoScene(Scene):
     @property
     def inputs(self) -> SceneInputs:
         """The parameters resolved once (model, weights, device), shared with the data."""
-        return resolve_inputs(self.params)
+        with reporting_user_errors():
+            return resolve_inputs(self.params)
 
     def scene_data(self) -> SceneData:
         """This scene's data (mla_core/scene_data/<stem>.py), provenance kept."""
-        data = data_for_scene(type(self).__name__, self.inputs)
+        with reporting_user_errors():
+            data = data_for_scene(type(self).__name__, self.inputs)
         self.provenance = data.provenance
         return data
 
@@ -73,6 +76,19 @@ class VideoScene(Scene):
         folder = os.environ.get(MANIFEST_DIR_ENV)
         if folder:
             write_scene_record(self, Path(folder))
+
+
+@contextmanager
+def reporting_user_errors() -> Iterator[None]:
+    """Bad input met inside manim (e.g. a head out of range) is left as one line for render.py,
+    which reports it as its own one-line error instead of manim's traceback."""
+    try:
+        yield
+    except UserError as err:
+        folder = os.environ.get(MANIFEST_DIR_ENV)
+        if folder:
+            write_text_atomically(Path(folder) / USER_ERROR_FILE, str(err))
+        raise
 
 
 def write_scene_record(scene: VideoScene, folder: Path) -> Path:
