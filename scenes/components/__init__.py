@@ -52,6 +52,9 @@ from scenes.components.numbers import (  # noqa: F401
     fmt_percent,
     fmt_ratio,
 )
+from scenes.components.plots import (  # noqa: F401
+    LogLogPlot,
+)
 from scenes.components.style import (  # noqa: F401
     BACKGROUND,
     BODY_SIZE,
