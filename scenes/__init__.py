@@ -50,8 +50,13 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene(
         "DecodeSpeed",
         "decode step time vs context for MHA, GQA-8, MQA and absorbed MLA, with roofline floors",
+        (("mha", 5),),
     ),
-    StoryScene("Closing", "the path recapped: MHA, sharing, latent, absorption, RoPE key, 57x"),
+    StoryScene(
+        "Closing",
+        "the path recapped: MHA, sharing, latent, absorption, RoPE key, 57x",
+        (("latent", 13),),
+    ),
 )
 
 

@@ -127,7 +127,7 @@ class Closing(VideoScene):
             self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.5)
             self.wait(1.6)
         box = SurroundingRectangle(
-            VGroup(chart.row(len(rows) - 1), per_layer[-1]), color=HIGHLIGHT, buff=0.12,
+            VGroup(chart.names[-1], per_layer[-1]), color=HIGHLIGHT, buff=0.1,
             corner_radius=0.08,
         )  # fmt: skip
         self.play(FadeIn(box), Write(verdict), run_time=1.8)

@@ -192,8 +192,8 @@ class Results(VideoScene):
                 value_labels=[_kilo(r["kv_elements_per_token"]) for r in pair],
                 max_value=biggest,
                 length=6.0,
-                bar_height=0.45,
-                row_gap=0.25,
+                bar_height=0.55,
+                row_gap=0.3,
                 label_size=LABEL_SIZE + 2,
             )
             name = text(model, BODY_SIZE, TEXT_COLOR)
@@ -210,7 +210,7 @@ class Results(VideoScene):
                     LATENT,
                 )
             )
-        groups.arrange(DOWN, buff=0.55, aligned_edge=LEFT)
+        groups.arrange(DOWN, buff=0.8, aligned_edge=LEFT)
         score_x = max(g[1].get_right()[0] for g in groups) + 1.4
         for group, verdict in zip(groups, verdicts, strict=True):
             chart, scores = group[1], group[2]
