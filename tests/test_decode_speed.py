@@ -150,11 +150,15 @@ def test_float32_only_report_and_bad_reports(tmp_path, bench_json):
 def test_without_json_it_runs_the_quick_benchmark(tmp_path, monkeypatch, bench_json):
     """No JSON: a quick run in-process (faked here: timings are not what is tested), on a CPU
     one thread on its CPU clock; the provenance says so."""
+    import torch
+
     calls = []
     report = json.loads(bench_json.read_text())
+    threads = torch.get_num_threads()
 
     def fake_run(**kwargs):
         calls.append(kwargs)
+        torch.set_num_threads(kwargs["threads"])  # as the benchmark does
         return report
 
     monkeypatch.setattr("mla_core.bench.decode.run_decode_benchmark", fake_run)
@@ -165,6 +169,7 @@ def test_without_json_it_runs_the_quick_benchmark(tmp_path, monkeypatch, bench_j
     assert kwargs["quick"] and kwargs["threads"] == 1 and kwargs["clock"] == "thread"
     assert kwargs["dtypes"] == ["bfloat16"] and kwargs["batches"] == [1]
     assert kwargs["variants"] == list(ds.VARIANTS)
+    assert torch.get_num_threads() == threads  # the rest of the process keeps its threads
 
 
 def test_a_new_benchmark_json_is_not_served_stale_from_the_cache(tmp_path, monkeypatch, bench_json):

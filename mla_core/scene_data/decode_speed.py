@@ -67,16 +67,22 @@ def decode_speed(inputs: SceneInputs, json_path: Path | None = None) -> SceneDat
         # On a CPU, one thread timed on its own CPU clock: the machine that renders the video
         # is often busy with other work, which the wall clock would count (`bench decode`'s
         # --threads 1 --clock thread). A GPU is timed on the wall clock.
+        import torch
+
         on_cpu = inputs.device == "cpu"
-        report = run_decode_benchmark(
-            device=inputs.device,
-            variants=list(VARIANTS),
-            quick=True,
-            progress=False,
-            threads=1 if on_cpu else None,
-            clock="thread" if on_cpu else "wall",
-            **QUICK_RUN,
-        )
+        threads = torch.get_num_threads()  # the benchmark sets torch's threads for the process
+        try:
+            report = run_decode_benchmark(
+                device=inputs.device,
+                variants=list(VARIANTS),
+                quick=True,
+                progress=False,
+                threads=1 if on_cpu else None,
+                clock="thread" if on_cpu else "wall",
+                **QUICK_RUN,
+            )
+        finally:
+            torch.set_num_threads(threads)
         measured = datetime.now(UTC)
         seconds = (measured - started).total_seconds()
         source = {"source": "quick run", "quick_run_seconds": round(seconds, 1)}
