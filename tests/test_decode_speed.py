@@ -128,6 +128,15 @@ def test_the_smallest_batch_is_drawn(bench_json):
     assert data["batch"] == 1 and data["median_s"].max() < 9.0
 
 
+def test_contexts_a_variant_skipped_are_left_out(bench_json):
+    report = json.loads(bench_json.read_text())
+    for run in report["runs"]:
+        run["results"] = [
+            r for r in run["results"] if not (r["variant"] == "mha" and r["context"] == 256)
+        ]
+    assert list(ds.decode_speed_from_report(report, {})["contexts"]) == [64, 128]
+
+
 def test_float32_only_report_and_bad_reports(tmp_path, bench_json):
     report = json.loads(bench_json.read_text())
     report["runs"] = [r for r in report["runs"] if r["dtype"] == "float32"]
