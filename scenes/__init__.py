@@ -46,6 +46,21 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene("QueriesKeysValues", "one head: Q, K, V, q.k, scale, mask, softmax, pattern x V"),
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
+    StoryScene(
+        "Results",
+        "what MLA saves: V3 computed, the notes' example corrected, the paper's figures, Table 9",
+        (("sources", 15),),
+    ),
+    StoryScene(
+        "DecodeSpeed",
+        "decode step time vs context for MHA, GQA-8, MQA and absorbed MLA, with roofline floors",
+        (("mha", 5),),
+    ),
+    StoryScene(
+        "Closing",
+        "the path recapped: MHA, sharing, latent, absorption, RoPE key, 57x",
+        (("latent", 13),),
+    ),
 )
 
 

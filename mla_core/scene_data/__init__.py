@@ -61,9 +61,14 @@ def data_for_scene(
     function = data_function(scene_name)
     inputs = params if isinstance(params, SceneInputs) else resolve_inputs(params)
     data_cache = data_cache or DataCache()
+    key = inputs.cache_key()
+    # A data module that reads a file (a benchmark's JSON) names it in `cache_inputs(inputs)`.
+    extra = getattr(importlib.import_module(data_module(scene_name)), "cache_inputs", None)
+    if extra is not None:
+        key = {**key, "data_files": extra(inputs)}
     return data_cache.get_or_compute(
         scene_stem(scene_name),
         code_version(data_module(scene_name)),
-        inputs.cache_key(),
+        key,
         lambda: function(inputs),
     )

@@ -54,6 +54,9 @@ from scenes.components.numbers import (  # noqa: F401
     say_ratio,
     say_token,
 )
+from scenes.components.plots import (  # noqa: F401
+    LogLogPlot,
+)
 from scenes.components.style import (  # noqa: F401
     BACKGROUND,
     BODY_SIZE,
