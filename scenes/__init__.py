@@ -42,6 +42,11 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene("QueriesKeysValues", "one head: Q, K, V, q.k, scale, mask, softmax, pattern x V"),
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
+    StoryScene(
+        "Absorption",
+        "W_UK folds into the query: one head scores keys naive and absorbed, equal; no expansion",
+        (("algebra", 6), ("both-ways", 16)),
+    ),
 )
 
 
