@@ -47,6 +47,11 @@ STORY: tuple[StoryScene, ...] = (
         "W_UK folds into the query: one head scores keys naive and absorbed, equal; no expansion",
         (("algebra", 6), ("both-ways", 16)),
     ),
+    StoryScene(
+        "DecoupledRope",
+        "RoPE between W_UQ and W_UK breaks the fold; q_R per head and one shared k_R fix it",
+        (("rotation", 6), ("shared-key", 12), ("both-ways", 23)),
+    ),
 )
 
 
