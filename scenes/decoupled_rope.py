@@ -198,11 +198,11 @@ class DecoupledRope(VideoScene):
         self.play(Write(heading), FadeIn(source), run_time=1.2)
         self.play(Write(rotated_eq), run_time=2.5)
         self.play(FadeIn(brace), FadeIn(brace_note, shift=0.1 * UP), run_time=1)
-        self.wait(1.5)
+        self.wait(1)
         self.play(FadeIn(panels[0]), run_time=1)
         self.play(FadeIn(not_equal), FadeIn(panels[1]), run_time=1)
         self.play(FadeIn(same_note), run_time=0.8)
-        self.wait(2.5)
+        self.wait(2)
 
         # --- 2. DeepSeek's fix: q = [q_C ; q_R], one k_R for every head ------------------------
         self.play(FadeOut(Group(algebra, live)), run_time=1)
@@ -291,7 +291,7 @@ class DecoupledRope(VideoScene):
             ),
             run_time=1.8,
         )
-        self.wait(1.5)
+        self.wait(1)
         self.play(Write(score_eq), run_time=1.5)
         self.play(
             FadeIn(absorbed_brace),
@@ -300,7 +300,7 @@ class DecoupledRope(VideoScene):
             FadeIn(rope_note),
             run_time=1,
         )
-        self.wait(1.5)
+        self.wait(1)
 
         # the shown head's last query against every key, both paths
         self.play(FadeOut(Group(maps)), run_time=0.8)
@@ -373,7 +373,7 @@ class DecoupledRope(VideoScene):
         self.play(FadeIn(rule), FadeIn(labels["absorbed"]), FadeIn(rows["absorbed"]), run_time=1)
         self.play(FadeIn(labels["naive"]), FadeIn(rows["naive"]), run_time=1)
         self.play(FadeIn(diff_line), run_time=0.8)
-        self.wait(2.5)
+        self.wait(2)
 
         # --- 3. what is cached per token and layer -----------------------------------------------
         self.play(
