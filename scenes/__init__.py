@@ -47,6 +47,16 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
     StoryScene(
+        "Absorption",
+        "W_UK folds into the query: one head scores keys naive and absorbed, equal; no expansion",
+        (("algebra", 6), ("both-ways", 16)),
+    ),
+    StoryScene(
+        "DecoupledRope",
+        "RoPE between W_UQ and W_UK breaks the fold; q_R per head and one shared k_R fix it",
+        (("rotation", 6), ("shared-key", 12), ("both-ways", 23)),
+    ),
+    StoryScene(
         "Results",
         "what MLA saves: V3 computed, the notes' example corrected, the paper's figures, Table 9",
         (("sources", 15),),

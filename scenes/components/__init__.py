@@ -81,3 +81,11 @@ from scenes.components.tokens import (  # noqa: F401
     MatrixBlock,
     TokenStrip,
 )
+
+# isort: split
+from scenes.components.equations import (  # noqa: F401
+    colored_math,
+    sci_parts,
+    sci_tex,
+    sci_text,
+)
