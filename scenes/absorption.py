@@ -52,6 +52,9 @@ from scenes.components import (
     fmt_int,
     fmt_ratio,
     math_tex,
+    say_ratio,
+    say_sci,
+    say_token,
     sci_tex,
     sci_text,
     text,
@@ -125,211 +128,240 @@ class Absorption(VideoScene):
         algebra = VGroup(score_block, output_block).arrange(DOWN, buff=0.7)
         fit_in(algebra, CONTENT_ZONE)
 
-        self.play(Write(heading), FadeIn(source), run_time=1.2)
-        self.play(Write(score_eq), run_time=2.5)
-        self.wait(1)
-        self.play(FadeIn(fold_q), FadeIn(fold_q_note, shift=0.1 * UP), run_time=1)
-        self.wait(1.5)
-        self.play(Write(output_eq), run_time=1.5)
-        self.play(FadeIn(fold_o), FadeIn(fold_o_note, shift=0.1 * UP), run_time=1)
-        self.wait(2)
+        with self.beat(
+            "A query meets a key in a dot product. In MLA the key is W_UK times the cached latent, "
+            "so the product regroups: W_UK folds into the query side, one matrix with W_UQ."
+        ):
+            self.play(Write(heading), FadeIn(source), run_time=1.2)
+            self.play(Write(score_eq), run_time=2.5)
+            self.wait(1)
+            self.play(FadeIn(fold_q), FadeIn(fold_q_note, shift=0.1 * UP), run_time=1)
+            self.wait(1.5)
+        with self.beat("The values do the same: W_UV folds into the output projection."):
+            self.play(Write(output_eq), run_time=1.5)
+            self.play(FadeIn(fold_o), FadeIn(fold_o_note, shift=0.1 * UP), run_time=1)
+            self.wait(2)
 
-        # --- one head, both ways, the live numbers -----------------------------------------
-        top_zone = Zone(
-            CONTENT_ZONE.left, CONTENT_ZONE.right, CONTENT_ZONE.top - 0.9, CONTENT_ZONE.top
-        )
-        self.play(
-            FadeOut(output_block),
-            FadeOut(fold_q),
-            FadeOut(fold_q_note),
-            score_eq.animate.scale(
-                min(top_zone.height / score_eq.height, top_zone.width / score_eq.width, 0.8)
-            ).move_to(top_zone.center),
-            run_time=1.2,
-        )
+        with self.beat(
+            f"In layer {head['layer']}, head {head['head']} of our model converted to MLA, "
+            f"the query {say_token(tokens[r])} scores every key both ways, and the rows agree: "
+            "the largest "
+            f"difference is {say_sci(data['max_abs_diff'])}, in {data['exact_dtype']}."
+        ):
+            # --- one head, both ways, the live numbers -----------------------------------------
+            top_zone = Zone(
+                CONTENT_ZONE.left, CONTENT_ZONE.right, CONTENT_ZONE.top - 0.9, CONTENT_ZONE.top
+            )
+            self.play(
+                FadeOut(output_block),
+                FadeOut(fold_q),
+                FadeOut(fold_q_note),
+                score_eq.animate.scale(
+                    min(top_zone.height / score_eq.height, top_zone.width / score_eq.width, 0.8)
+                ).move_to(top_zone.center),
+                run_time=1.2,
+            )
 
-        token_row = VGroup(*(text(t, NUMBER_SIZE, KEY) for t in tokens))
-        naive_row = VGroup(*(text(fmt_float(x, 3), NUMBER_SIZE, TEXT_COLOR) for x in naive))
-        absorbed_row = VGroup(*(text(fmt_float(x, 3), NUMBER_SIZE, TEXT_COLOR) for x in absorbed))
-        column_w = max(m.width for m in [*token_row, *naive_row, *absorbed_row]) + 0.3
-        for row in (token_row, naive_row, absorbed_row):
-            for j, m in enumerate(row):
-                m.move_to([j * column_w, 0, 0])
-        naive_row.next_to(token_row, DOWN, buff=0.45).align_to(token_row, LEFT)
-        absorbed_row.next_to(naive_row, DOWN, buff=0.75).align_to(token_row, LEFT)
-        for row in (naive_row, absorbed_row):  # numbers centred under their key
-            for m, key in zip(row, token_row, strict=True):
-                m.set_x(key.get_x())
-        naive_label = VGroup(
-            text("naive", LABEL_SIZE, MUTED),
-            colored_math(
-                [("q", QUERY), r"\cdot", ("k_t", KEY)],
-                size=LABEL_SIZE,
-            ),
-        ).arrange(DOWN, buff=0.08)
-        absorbed_label = VGroup(
-            text("absorbed", LABEL_SIZE, MUTED),
-            colored_math(
+            token_row = VGroup(*(text(t, NUMBER_SIZE, KEY) for t in tokens))
+            naive_row = VGroup(*(text(fmt_float(x, 3), NUMBER_SIZE, TEXT_COLOR) for x in naive))
+            absorbed_row = VGroup(
+                *(text(fmt_float(x, 3), NUMBER_SIZE, TEXT_COLOR) for x in absorbed)
+            )
+            column_w = max(m.width for m in [*token_row, *naive_row, *absorbed_row]) + 0.3
+            for row in (token_row, naive_row, absorbed_row):
+                for j, m in enumerate(row):
+                    m.move_to([j * column_w, 0, 0])
+            naive_row.next_to(token_row, DOWN, buff=0.45).align_to(token_row, LEFT)
+            absorbed_row.next_to(naive_row, DOWN, buff=0.75).align_to(token_row, LEFT)
+            for row in (naive_row, absorbed_row):  # numbers centred under their key
+                for m, key in zip(row, token_row, strict=True):
+                    m.set_x(key.get_x())
+            naive_label = VGroup(
+                text("naive", LABEL_SIZE, MUTED),
+                colored_math(
+                    [("q", QUERY), r"\cdot", ("k_t", KEY)],
+                    size=LABEL_SIZE,
+                ),
+            ).arrange(DOWN, buff=0.08)
+            absorbed_label = VGroup(
+                text("absorbed", LABEL_SIZE, MUTED),
+                colored_math(
+                    [
+                        ("q_{\\mathrm{lat}}", QUERY),
+                        r"\cdot",
+                        ("c_{KV,t}", LATENT),
+                        "+",
+                        ("q", QUERY),
+                        r"\cdot",
+                        ("b_K", KEY),
+                    ],
+                    size=LABEL_SIZE,
+                ),
+            ).arrange(DOWN, buff=0.08)
+            labels_x = token_row.get_left()[0] - 0.5
+            naive_label.move_to([labels_x, naive_row.get_y(), 0], aligned_edge=RIGHT)
+            absorbed_label.move_to([labels_x, absorbed_row.get_y(), 0], aligned_edge=RIGHT)
+            key_label = text("key", LABEL_SIZE, MUTED)
+            key_label.move_to([labels_x, token_row.get_y(), 0], aligned_edge=RIGHT)
+            q_latent_def = colored_math(
                 [
                     ("q_{\\mathrm{lat}}", QUERY),
-                    r"\cdot",
-                    ("c_{KV,t}", LATENT),
-                    "+",
+                    "=",
+                    ("W_{UK}^{\\top}", KEY),
+                    ("q", QUERY),
+                    r"\quad",
                     ("q", QUERY),
                     r"\cdot",
                     ("b_K", KEY),
+                    "=",
+                    fmt_float(bias, 3).replace("\u2212", "-"),
                 ],
                 size=LABEL_SIZE,
-            ),
-        ).arrange(DOWN, buff=0.08)
-        labels_x = token_row.get_left()[0] - 0.5
-        naive_label.move_to([labels_x, naive_row.get_y(), 0], aligned_edge=RIGHT)
-        absorbed_label.move_to([labels_x, absorbed_row.get_y(), 0], aligned_edge=RIGHT)
-        key_label = text("key", LABEL_SIZE, MUTED)
-        key_label.move_to([labels_x, token_row.get_y(), 0], aligned_edge=RIGHT)
-        q_latent_def = colored_math(
-            [
-                ("q_{\\mathrm{lat}}", QUERY),
-                "=",
-                ("W_{UK}^{\\top}", KEY),
-                ("q", QUERY),
-                r"\quad",
-                ("q", QUERY),
-                r"\cdot",
-                ("b_K", KEY),
-                "=",
-                fmt_float(bias, 3).replace("\u2212", "-"),
-            ],
-            size=LABEL_SIZE,
-        )
-        q_latent_def.next_to(absorbed_row, DOWN, buff=0.4).align_to(token_row, LEFT)
-        query_note = text(
-            f"layer {head['layer']}, head {head['head']} of the GPT-2 converted to MLA "
-            f"(r = {rank}): the query {tokens[r]} against every key",
-            LABEL_SIZE,
-            QUERY,
-        )
-        diff_line = VGroup(
-            text(
-                f"largest |naive {MINUS} absorbed| over all {n_tokens * n_tokens} scores:",
+            )
+            q_latent_def.next_to(absorbed_row, DOWN, buff=0.4).align_to(token_row, LEFT)
+            query_note = text(
+                f"layer {head['layer']}, head {head['head']} of the GPT-2 converted to MLA "
+                f"(r = {rank}): the query {tokens[r]} against every key",
                 LABEL_SIZE,
-                TEXT_COLOR,
-            ),
-            math_tex(sci_tex(data["max_abs_diff"]), size=LABEL_SIZE, color=HIGHLIGHT),
-            text(f"({data['exact_dtype']})", LABEL_SIZE, MUTED),
-        ).arrange(RIGHT, buff=0.18)
-        run_line = VGroup(
-            text(f"as the model runs ({data['run_dtype']}):", LABEL_SIZE * 0.85, MUTED),
-            math_tex(sci_tex(data["run_max_abs_diff"]), size=LABEL_SIZE * 0.85, color=MUTED),
-        ).arrange(RIGHT, buff=0.15)
-        table = VGroup(
-            key_label, token_row, naive_label, naive_row, absorbed_label, absorbed_row, q_latent_def
-        )
-        query_note.next_to(table, UP, buff=0.35).align_to(table, LEFT)
-        diff_block = VGroup(diff_line, run_line).arrange(DOWN, buff=0.15)
-        diff_block.next_to(table, DOWN, buff=0.45)
-        live = VGroup(query_note, table, diff_block)
-        fit_in(
-            live,
-            Zone(CONTENT_ZONE.left, CONTENT_ZONE.right, CONTENT_ZONE.bottom, top_zone.bottom - 0.2),
-        )
+                QUERY,
+            )
+            diff_line = VGroup(
+                text(
+                    f"largest |naive {MINUS} absorbed| over all {n_tokens * n_tokens} scores:",
+                    LABEL_SIZE,
+                    TEXT_COLOR,
+                ),
+                math_tex(sci_tex(data["max_abs_diff"]), size=LABEL_SIZE, color=HIGHLIGHT),
+                text(f"({data['exact_dtype']})", LABEL_SIZE, MUTED),
+            ).arrange(RIGHT, buff=0.18)
+            run_line = VGroup(
+                text(f"as the model runs ({data['run_dtype']}):", LABEL_SIZE * 0.85, MUTED),
+                math_tex(sci_tex(data["run_max_abs_diff"]), size=LABEL_SIZE * 0.85, color=MUTED),
+            ).arrange(RIGHT, buff=0.15)
+            table = VGroup(
+                key_label,
+                token_row,
+                naive_label,
+                naive_row,
+                absorbed_label,
+                absorbed_row,
+                q_latent_def,
+            )
+            query_note.next_to(table, UP, buff=0.35).align_to(table, LEFT)
+            diff_block = VGroup(diff_line, run_line).arrange(DOWN, buff=0.15)
+            diff_block.next_to(table, DOWN, buff=0.45)
+            live = VGroup(query_note, table, diff_block)
+            fit_in(
+                live,
+                Zone(
+                    CONTENT_ZONE.left,
+                    CONTENT_ZONE.right,
+                    CONTENT_ZONE.bottom,
+                    top_zone.bottom - 0.2,
+                ),
+            )
 
-        self.play(FadeIn(query_note), FadeIn(key_label), FadeIn(token_row), run_time=1)
-        self.play(
-            FadeIn(naive_label),
-            LaggedStart(*(FadeIn(m) for m in naive_row), lag_ratio=0.15),
-            run_time=1.8,
-        )
-        self.wait(0.8)
-        self.play(FadeIn(absorbed_label), FadeIn(q_latent_def), run_time=1)
-        self.play(LaggedStart(*(FadeIn(m) for m in absorbed_row), lag_ratio=0.15), run_time=1.8)
-        self.wait(0.8)
-        self.play(FadeIn(diff_line), run_time=1)
-        self.play(FadeIn(run_line), run_time=0.8)
-        self.wait(2.5)
+            self.play(FadeIn(query_note), FadeIn(key_label), FadeIn(token_row), run_time=1)
+            self.play(
+                FadeIn(naive_label),
+                LaggedStart(*(FadeIn(m) for m in naive_row), lag_ratio=0.15),
+                run_time=1.8,
+            )
+            self.wait(0.8)
+            self.play(FadeIn(absorbed_label), FadeIn(q_latent_def), run_time=1)
+            self.play(LaggedStart(*(FadeIn(m) for m in absorbed_row), lag_ratio=0.15), run_time=1.8)
+            self.wait(0.8)
+            self.play(FadeIn(diff_line), run_time=1)
+            self.play(FadeIn(run_line), run_time=0.8)
+            self.wait(2.5)
 
         # --- what it buys: the cache is read as it is, nothing is expanded -------------------
-        self.play(FadeOut(live), FadeOut(score_eq), run_time=1)
-        everything_shown = np.concatenate([c_kv.ravel(), keys.ravel(), values.ravel()])
-        scale = diverging_scale(
-            float(np.percentile(np.abs(everything_shown), 98)), "latents, keys and values"
-        )
-        ratio = sizes["expanded"] / sizes["latent"]
-        # one row per tensor, left-aligned, one cell size for all: widths compare honestly
-        row_labels = [
-            VGroup(
+        with self.beat(
+            "So attention reads the cached latents as they are. The naive path would expand each "
+            f"cached token into {fmt_int(sizes['expanded'])} numbers of keys and values, "
+            f"{say_ratio(sizes['expanded'] / sizes['latent'])} the cache; absorbed, none is built."
+        ):
+            self.play(FadeOut(live), FadeOut(score_eq), run_time=1)
+            everything_shown = np.concatenate([c_kv.ravel(), keys.ravel(), values.ravel()])
+            scale = diverging_scale(
+                float(np.percentile(np.abs(everything_shown), 98)), "latents, keys and values"
+            )
+            ratio = sizes["expanded"] / sizes["latent"]
+            # one row per tensor, left-aligned, one cell size for all: widths compare honestly
+            row_labels = [
                 VGroup(
-                    text("cache", LABEL_SIZE, LATENT),
-                    math_tex("c_{KV}", size=LABEL_SIZE, color=LATENT),
-                ).arrange(RIGHT, buff=0.12),
-                text(f"{n_tokens} tokens {TIMES} {rank}", LABEL_SIZE * 0.85, MUTED),
-            ),
-            VGroup(
-                text("keys", LABEL_SIZE, KEY),
-                text(
-                    f"{n_heads} heads {TIMES} {head_dim} = {fmt_int(sizes['keys'])}",
-                    LABEL_SIZE * 0.85,
-                    MUTED,
+                    VGroup(
+                        text("cache", LABEL_SIZE, LATENT),
+                        math_tex("c_{KV}", size=LABEL_SIZE, color=LATENT),
+                    ).arrange(RIGHT, buff=0.12),
+                    text(f"{n_tokens} tokens {TIMES} {rank}", LABEL_SIZE * 0.85, MUTED),
                 ),
-            ),
-            VGroup(
-                text("values", LABEL_SIZE, VALUE),
-                text(
-                    f"{n_heads} heads {TIMES} {head_dim} = {fmt_int(sizes['values'])}",
-                    LABEL_SIZE * 0.85,
-                    MUTED,
+                VGroup(
+                    text("keys", LABEL_SIZE, KEY),
+                    text(
+                        f"{n_heads} heads {TIMES} {head_dim} = {fmt_int(sizes['keys'])}",
+                        LABEL_SIZE * 0.85,
+                        MUTED,
+                    ),
                 ),
-            ),
-        ]
-        for label in row_labels:
-            label.arrange(DOWN, buff=0.08, aligned_edge=RIGHT)
-        label_w = max(label.width for label in row_labels) + 0.35
-        header = text("the naive path would expand every cached token into", LABEL_SIZE, MUTED)
-        verdict = text(
-            f"absorbed: none of these {fmt_int(sizes['expanded'])} numbers is built "
-            f"({fmt_ratio(ratio)} the cache), in any layer",
-            LABEL_SIZE,
-            LATENT,
-        )
-        cache_note = text("attention reads the cache as it is", LABEL_SIZE, LATENT)
-        widest = max(keys.shape[1], values.shape[1], rank)
-        text_h = 2 * header.height + verdict.height + 1.6
-        cell = min(
-            (CONTENT_ZONE.width - label_w - 0.2) / widest,
-            (CONTENT_ZONE.height - text_h) / (3 * n_tokens * 1.9),
-        )
-        maps = [Heatmap(m, scale, cell_size=cell, grid=False) for m in (c_kv, keys, values)]
-        gap = max(n_tokens * cell * 0.9, row_labels[0].height + 0.2)
-        left = CONTENT_ZONE.left + label_w
-        y = 0.0
-        for i, (label, heatmap) in enumerate(zip(row_labels, maps, strict=True)):
-            if i == 1:  # room for the header above the expanded keys and values
-                y -= header.height + 0.4
-            heatmap.move_to([left, y, 0], aligned_edge=LEFT + UP)
-            label.move_to([left - 0.35, heatmap.get_y(), 0], aligned_edge=RIGHT)
-            y -= heatmap.height + gap
-        cache_box = SurroundingRectangle(maps[0], color=LATENT, buff=0.06)
-        cache_note.next_to(cache_box, RIGHT, buff=0.4)
-        header.next_to(maps[1], UP, buff=gap / 2).align_to(maps[1], LEFT)
-        picture = Group(*row_labels, *maps, cache_box, cache_note, header)
-        verdict.next_to(picture, DOWN, buff=0.45).align_to(maps[0], LEFT)
-        layout = Group(picture, verdict)
-        layout.shift(CONTENT_ZONE.center[1] * UP - layout.get_center()[1] * UP)
-        if layout.width > CONTENT_ZONE.width or layout.height > CONTENT_ZONE.height:
-            fit_in(layout, CONTENT_ZONE)
-        expanded = Group(maps[1], maps[2])
-        cross = Cross(expanded, stroke_color=MUTED, stroke_width=4)
+                VGroup(
+                    text("values", LABEL_SIZE, VALUE),
+                    text(
+                        f"{n_heads} heads {TIMES} {head_dim} = {fmt_int(sizes['values'])}",
+                        LABEL_SIZE * 0.85,
+                        MUTED,
+                    ),
+                ),
+            ]
+            for label in row_labels:
+                label.arrange(DOWN, buff=0.08, aligned_edge=RIGHT)
+            label_w = max(label.width for label in row_labels) + 0.35
+            header = text("the naive path would expand every cached token into", LABEL_SIZE, MUTED)
+            verdict = text(
+                f"absorbed: none of these {fmt_int(sizes['expanded'])} numbers is built "
+                f"({fmt_ratio(ratio)} the cache), in any layer",
+                LABEL_SIZE,
+                LATENT,
+            )
+            cache_note = text("attention reads the cache as it is", LABEL_SIZE, LATENT)
+            widest = max(keys.shape[1], values.shape[1], rank)
+            text_h = 2 * header.height + verdict.height + 1.6
+            cell = min(
+                (CONTENT_ZONE.width - label_w - 0.2) / widest,
+                (CONTENT_ZONE.height - text_h) / (3 * n_tokens * 1.9),
+            )
+            maps = [Heatmap(m, scale, cell_size=cell, grid=False) for m in (c_kv, keys, values)]
+            gap = max(n_tokens * cell * 0.9, row_labels[0].height + 0.2)
+            left = CONTENT_ZONE.left + label_w
+            y = 0.0
+            for i, (label, heatmap) in enumerate(zip(row_labels, maps, strict=True)):
+                if i == 1:  # room for the header above the expanded keys and values
+                    y -= header.height + 0.4
+                heatmap.move_to([left, y, 0], aligned_edge=LEFT + UP)
+                label.move_to([left - 0.35, heatmap.get_y(), 0], aligned_edge=RIGHT)
+                y -= heatmap.height + gap
+            cache_box = SurroundingRectangle(maps[0], color=LATENT, buff=0.06)
+            cache_note.next_to(cache_box, RIGHT, buff=0.4)
+            header.next_to(maps[1], UP, buff=gap / 2).align_to(maps[1], LEFT)
+            picture = Group(*row_labels, *maps, cache_box, cache_note, header)
+            verdict.next_to(picture, DOWN, buff=0.45).align_to(maps[0], LEFT)
+            layout = Group(picture, verdict)
+            layout.shift(CONTENT_ZONE.center[1] * UP - layout.get_center()[1] * UP)
+            if layout.width > CONTENT_ZONE.width or layout.height > CONTENT_ZONE.height:
+                fit_in(layout, CONTENT_ZONE)
+            expanded = Group(maps[1], maps[2])
+            cross = Cross(expanded, stroke_color=MUTED, stroke_width=4)
 
-        self.play(FadeIn(row_labels[0]), FadeIn(maps[0]), run_time=1.2)
-        self.play(FadeIn(cache_box), FadeIn(cache_note), run_time=1)
-        self.wait(1.2)
-        self.play(FadeIn(header), run_time=0.8)
-        self.play(FadeIn(row_labels[1]), FadeIn(maps[1]), run_time=1)
-        self.play(FadeIn(row_labels[2]), FadeIn(maps[2]), run_time=1)
-        self.wait(1.2)
-        self.play(FadeIn(cross), expanded.animate.set_opacity(0.35), run_time=1)
-        self.play(FadeIn(verdict), run_time=1)
-        self.wait(3)
+            self.play(FadeIn(row_labels[0]), FadeIn(maps[0]), run_time=1.2)
+            self.play(FadeIn(cache_box), FadeIn(cache_note), run_time=1)
+            self.wait(1.2)
+            self.play(FadeIn(header), run_time=0.8)
+            self.play(FadeIn(row_labels[1]), FadeIn(maps[1]), run_time=1)
+            self.play(FadeIn(row_labels[2]), FadeIn(maps[2]), run_time=1)
+            self.wait(1.2)
+            self.play(FadeIn(cross), expanded.animate.set_opacity(0.35), run_time=1)
+            self.play(FadeIn(verdict), run_time=1)
+            self.wait(3)
 
         self.shown_numbers = {
             "head": f"{head['layer']}.{head['head']}",

@@ -35,6 +35,7 @@ from scenes.components import (
     fit_in,
     fmt_int,
     fmt_ratio,
+    say_ratio,
     text,
     title,
 )
@@ -116,19 +117,40 @@ class Closing(VideoScene):
             f"{data['dtype_bytes']} bytes per number, computed by mla_core.analysis.cache_size"
         )
 
-        self.play(Write(heading), run_time=1.5)
-        self.play(
-            FadeIn(layer_header), FadeIn(token_header), FadeIn(chart.axis), FadeIn(chart.ticks),
-            FadeIn(source), run_time=1.0,
-        )  # fmt: skip
-        for i in range(len(rows)):
-            self.play(FadeIn(chart.names[i], shift=RIGHT * 0.2), FadeIn(per_layer[i]), run_time=0.8)
-            self.play(GrowFromEdge(chart.bars[i], LEFT), run_time=0.9)
-            self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.5)
-            self.wait(1.6)
+        steps = {st["step"]: st for st in data["steps"]}
+        n_bytes = {name: fmt_int(st["bytes_per_token"]) for name, st in steps.items()}
+        spoken = [
+            f"Multi-head attention caches {n_bytes['mha']} bytes per token.",
+            f"Sharing keys and values across {data['gqa_groups']} groups cuts that to "
+            f"{n_bytes['gqa']}, at a cost in quality.",
+            f"Caching one latent of {data['kv_lora_rank']} numbers per layer instead: "
+            f"{n_bytes['latent']}.",
+            "Absorbing the up-projections means nothing is expanded again: attention reads "
+            "the latents as they are.",
+            f"A shared position key of {data['qk_rope_head_dim']} numbers keeps RoPE working: "
+            f"{n_bytes['rope']} bytes per token.",
+        ]
+        with self.beat("The whole path, at DeepSeek-V3's size."):
+            self.play(Write(heading), run_time=1.5)
+            self.play(
+                FadeIn(layer_header), FadeIn(token_header), FadeIn(chart.axis),
+                FadeIn(chart.ticks), FadeIn(source), run_time=1.0,
+            )  # fmt: skip
+        for i, line in enumerate(spoken):
+            with self.beat(line):
+                self.play(
+                    FadeIn(chart.names[i], shift=RIGHT * 0.2), FadeIn(per_layer[i]), run_time=0.8
+                )
+                self.play(GrowFromEdge(chart.bars[i], LEFT), run_time=0.9)
+                self.play(FadeIn(chart.value_labels[i], shift=LEFT * 0.2), run_time=0.5)
+                self.wait(1.6)
         box = SurroundingRectangle(
             VGroup(chart.names[-1], per_layer[-1]), color=HIGHLIGHT, buff=0.1,
             corner_radius=0.08,
         )  # fmt: skip
-        self.play(FadeIn(box), Write(verdict), run_time=1.8)
-        self.wait(3)
+        with self.beat(
+            f"{say_ratio(ratio)} less than multi-head attention. That is multi-head latent "
+            "attention."
+        ):
+            self.play(FadeIn(box), Write(verdict), run_time=1.8)
+            self.wait(3)

@@ -43,6 +43,7 @@ from scenes.components import (
     fmt_int,
     fmt_percent,
     fmt_ratio,
+    say_ratio,
     text,
     title,
 )
@@ -160,26 +161,44 @@ class Results(VideoScene):
             f"{shown['paper_throughput']}: {reduction['citation']}"
         )
 
-        self.play(Write(heading), run_time=1.5)
-        self.play(FadeIn(source1), run_time=0.8)
-        for row in rows[:2]:
+        with self.beat("So what does MLA save?"):
+            self.play(Write(heading), run_time=1.5)
+            self.play(FadeIn(source1), run_time=0.8)
+        spoken = (
+            f"For DeepSeek-V3, {shown['v3_mha_bytes']} bytes per token become "
+            f"{shown['v3_mla_bytes']}: {say_ratio(v3['ratio'])} less.",
+            f"The technical notes' smaller example caches {shown['notes_mla_bytes']} bytes "
+            f"instead of {shown['notes_mha_bytes']}: {shown['notes_reduction']} less.",
+        )
+        for row, line in zip(rows[:2], spoken, strict=True):
+            with self.beat(line):
+                self.play(FadeIn(row[0], shift=RIGHT * 0.2), run_time=0.8)
+                self.play(FadeIn(row[1]), run_time=1.0)
+                self.play(FadeIn(row[2], scale=0.9), run_time=0.8)
+                self.wait(1.5)
+        with self.beat(
+            f"The notes print {shown['notes_printed_reduction']}, because they divide by "
+            f"{shown['notes_printed_denominator']} instead of {shown['notes_mha_bytes']}."
+        ):
+            self.play(FadeIn(correction, shift=UP * 0.1), run_time=1.0)
+            self.wait(2.5)
+        row = rows[2]
+        with self.beat(
+            f"In deployment, with a quantised cache, the DeepSeek-V2 paper measured "
+            f"{shown['paper_kv_reduction']} less KV cache than DeepSeek 67B, and "
+            f"{say_ratio(throughput['value'], 2)} its generation throughput."
+        ):
             self.play(FadeIn(row[0], shift=RIGHT * 0.2), run_time=0.8)
             self.play(FadeIn(row[1]), run_time=1.0)
             self.play(FadeIn(row[2], scale=0.9), run_time=0.8)
-            self.wait(1.5)
-        self.play(FadeIn(correction, shift=UP * 0.1), run_time=1.0)
-        self.wait(2.5)
-        row = rows[2]
-        self.play(FadeIn(row[0], shift=RIGHT * 0.2), run_time=0.8)
-        self.play(FadeIn(row[1]), run_time=1.0)
-        self.play(FadeIn(row[2], scale=0.9), run_time=0.8)
-        self.wait(2.5)
+            self.wait(2.5)
 
         # --- page 2: Table 9, MHA against MLA ------------------------------------------------
         table_rows = ablation["rows"]
         models = list(dict.fromkeys(r["model"] for r in table_rows))
         biggest = max(r["kv_elements_per_token"] for r in table_rows)
         groups, verdicts = VGroup(), VGroup()
+        savings: list[tuple[str, float, float]] = []  # (model, MMLU gain, share of MHA's cache)
         for model in models:
             mha = next(r for r in table_rows if r["model"] == model and r["attention"] == "MHA")
             mla = next(r for r in table_rows if r["model"] == model and r["attention"] == "MLA")
@@ -202,6 +221,7 @@ class Results(VideoScene):
             groups.add(VGroup(name, chart, scores))
             share = mla["kv_elements_per_token"] / mha["kv_elements_per_token"]
             gain = mla["mmlu"] - mha["mmlu"]
+            savings.append((model, gain, share))
             verdicts.add(
                 text(
                     f"MLA: {'+' if gain >= 0 else MINUS}{abs(gain):.1f} MMLU "
@@ -235,19 +255,29 @@ class Results(VideoScene):
         shown["ablation_verdicts"] = [v.original_text for v in verdicts]
         self.shown_numbers = shown
 
-        self.play(
-            FadeOut(page1), FadeOut(source1), ReplacementTransform(heading, heading2), run_time=1.2
-        )
-        self.play(FadeIn(kv_header), FadeIn(mmlu_header), FadeIn(source2), run_time=0.8)
-        for group in groups:
-            name, chart, scores = group
-            self.play(FadeIn(name), FadeIn(chart.axis), FadeIn(chart.names), run_time=0.8)
+        small, large = savings[0], savings[-1]
+        verdict = "higher than" if all(gain > 0 for _, gain, _ in savings) else "close to"
+        with self.beat(
+            f"And in the paper's ablation, MLA scored {verdict} multi-head attention on MMLU, "
+            f"with {fmt_percent(small[2], 0)} of its cache in the {small[0]} and "
+            f"{fmt_percent(large[2], 0)} in the {large[0]}."
+        ):
             self.play(
-                LaggedStart(*(GrowFromEdge(b, LEFT) for b in chart.bars), lag_ratio=0.5),
-                run_time=1.4,
+                FadeOut(page1),
+                FadeOut(source1),
+                ReplacementTransform(heading, heading2),
+                run_time=1.2,
             )
-            self.play(FadeIn(chart.value_labels), FadeIn(scores), run_time=0.8)
-            self.wait(1.0)
-        self.play(LaggedStart(*(Write(v) for v in verdicts), lag_ratio=0.6), run_time=2.0)
-        self.play(*(Indicate(g[2][1], color=LATENT) for g in groups), run_time=1.2)
-        self.wait(3)
+            self.play(FadeIn(kv_header), FadeIn(mmlu_header), FadeIn(source2), run_time=0.8)
+            for group in groups:
+                name, chart, scores = group
+                self.play(FadeIn(name), FadeIn(chart.axis), FadeIn(chart.names), run_time=0.8)
+                self.play(
+                    LaggedStart(*(GrowFromEdge(b, LEFT) for b in chart.bars), lag_ratio=0.5),
+                    run_time=1.4,
+                )
+                self.play(FadeIn(chart.value_labels), FadeIn(scores), run_time=0.8)
+                self.wait(1.0)
+            self.play(LaggedStart(*(Write(v) for v in verdicts), lag_ratio=0.6), run_time=2.0)
+            self.play(*(Indicate(g[2][1], color=LATENT) for g in groups), run_time=1.2)
+            self.wait(3)

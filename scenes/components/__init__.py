@@ -52,6 +52,7 @@ from scenes.components.numbers import (  # noqa: F401
     fmt_percent,
     fmt_ratio,
     say_ratio,
+    say_sci,
     say_token,
 )
 from scenes.components.plots import (  # noqa: F401

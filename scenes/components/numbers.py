@@ -45,3 +45,13 @@ def say_ratio(x: float, digits: int = 1) -> str:
 def say_token(display_token: str) -> str:
     """A token as narration quotes it: '␣blue' (a drawn token) -> '"blue"'."""
     return f"\u201c{display_token.replace(chr(0x2423), ' ').strip()}\u201d"
+
+
+def say_sci(x: float, digits: int = 1) -> str:
+    """A small or large number as narration says it: 5.7e-14 -> '5.7 times ten to the minus 14'."""
+    mantissa, exponent = f"{x:.{digits}e}".split("e")
+    power = int(exponent)
+    if power == 0:
+        return mantissa
+    sign = "minus " if power < 0 else ""
+    return f"{mantissa} times ten to the {sign}{abs(power)}"
