@@ -46,6 +46,11 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene("QueriesKeysValues", "one head: Q, K, V, q.k, scale, mask, softmax, pattern x V"),
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
+    StoryScene(
+        "SharingKeysValues",
+        "MQA/GQA share K/V between heads: one layer's blocks merge; measured cost; paper Table 8",
+        (("mha", 2), ("merging", 9), ("mqa", 12)),
+    ),
 )
 
 

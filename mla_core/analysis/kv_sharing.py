@@ -33,6 +33,9 @@ from mla_core.analysis.mla_sweep import attention_kl, run_on_windows, text_windo
 from mla_core.errors import UserError, check_layer_head
 from mla_core.models.gpt2 import GPT2
 
+# Where the conversion comes from (shown on screen beside the measured costs).
+GQA_PAPER = "GQA paper, arXiv 2305.13245"
+
 
 def check_groups(groups: int, n_head: int) -> int:
     """`groups` unless it is not a divisor of n_head in 1..n_head (UserError)."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from mla_core.analysis.capture import prompt_token_ids
 from mla_core.analysis.kv_sharing import (
+    GQA_PAPER,
     gqa_group_counts,
     grouped_kv,
     middle_gqa_groups,
@@ -79,7 +80,8 @@ def sharing_keys_values(inputs: SceneInputs) -> SceneData:
                 "citation": SHARING_ABLATION.citation,
             },
             "conversion": "K/V projections mean-pooled per group, no uptraining "
-            "(GQA paper, Ainslie et al. 2023, arXiv 2305.13245)",
+            "(Ainslie et al. 2023)",
+            "conversion_source": GQA_PAPER,
             "provenance": inputs.prompt_provenance(
                 token_ids,
                 heads=[head.name],
