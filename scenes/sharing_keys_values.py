@@ -220,8 +220,9 @@ class SharingKeysValues(VideoScene):
             for r, row in enumerate([header_row, *body_rows]):
                 if j == 0:  # names left-aligned, numbers right-aligned
                     row[j].move_to([x, -0.55 * r, 0], aligned_edge=LEFT)
-                else:
+                else:  # tops aligned: a comma's descender must not lift a number
                     row[j].move_to([x + w, -0.55 * r, 0], aligned_edge=RIGHT)
+                    row[j].align_to(row[0] if r else row[j], UP)
             x += w + 0.35
         table.add(header_row, *body_rows)
         table_title = text(
@@ -305,9 +306,15 @@ class SharingKeysValues(VideoScene):
         for i, groups in enumerate(group_counts[1:], start=1):
             per_group = n_head // groups
             if groups == 1:
-                if no_gqa is not None:
+                if no_gqa is not None:  # say why there is no GQA step
+                    gqa_note = note(
+                        f"GQA shares K and V within groups of heads: "
+                        f"the group count must divide the {n_head} heads"
+                    )
+                    self.play(ReplacementTransform(current_note, gqa_note), run_time=0.8)
                     self.play(FadeIn(no_gqa), run_time=1)
                     self.wait(2)
+                    current_note = gqa_note
                 line = f"MQA: all {n_head} query heads share ONE key head and ONE value head"
             else:
                 line = f"GQA-{groups}: each group of {per_group} query heads shares one K and one V"

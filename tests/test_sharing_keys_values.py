@@ -207,3 +207,32 @@ def test_scene_data(tiny_gpt2_dir):
     assert list(data.arrays["bytes_per_token"]) == [2 * g * D_HEAD * N_LAYER * 4 for g in (4, 2, 1)]
     assert [r["mmlu"] for r in data.meta["paper"]["rows"]] == [45.2, 41.2, 37.9]
     assert "Table 8" in data.meta["paper"]["citation"]
+
+
+@pytest.mark.slow
+def test_scene_prints_the_measured_and_cited_numbers(tiny_gpt2_dir, tmp_path, monkeypatch):
+    """The scene's final frame (tiny model: MHA, GQA-2, MQA) shows the cost table's numbers,
+    the cache formula's bytes written out, and the paper's Table 8 with its citation."""
+    from helpers import render_final_frame, shown_texts
+
+    from mla_core.scene_data.params import PARAMS_ENV
+    from mla_core.scene_data.store import CACHE_DIR_ENV
+    from scenes.components import fmt_float, fmt_int
+    from scenes.sharing_keys_values import SharingKeysValues
+
+    params = VideoParams(weights=str(tiny_gpt2_dir), device="cpu", heads="1.2", prompt=PROMPT)
+    monkeypatch.setenv(PARAMS_ENV, params.to_json())
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "scene_data"))
+    scene, _ = render_final_frame(SharingKeysValues, tmp_path / "media")
+    texts = shown_texts(scene)
+    for groups in (4, 2, 1):
+        assert fmt_int(2 * groups * D_HEAD * N_LAYER * 4) in texts
+    assert {"MHA", "GQA-2", "MQA", "GQA-8"} <= set(texts)
+    for mmlu in (45.2, 41.2, 37.9):
+        assert fmt_float(mmlu, 1) in texts
+    assert any("Table 8" in t and "2405.04434" in t for t in texts)
+    assert any("2305.13245" in t for t in texts)
+    assert "0.000" in texts  # MHA against itself
+    shown = scene.shown_numbers
+    assert shown["variants"] == ["MHA", "GQA-2", "MQA"] and shown["head"] == "1.2"
+    assert set(shown["perplexity"].values()) <= set(texts)
