@@ -49,7 +49,7 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene(
         "SharingKeysValues",
         "MQA/GQA share K/V between heads: one layer's blocks merge; measured cost; paper Table 8",
-        (("mha", 2), ("no_gqa", 7), ("merging", 10), ("mqa", 13)),
+        (("mha", 2), ("no_gqa", 9), ("merging", 13), ("mqa", 16)),
     ),
 )
 

@@ -274,33 +274,39 @@ class SharingKeysValues(VideoScene):
         citation.shift(DOWN * 0.25)
         fit_in(right, table_zone, align="left")
 
-        # --- the story ------------------------------------------------------------------------
+        # --- the story, one spoken beat at a time -------------------------------------------------
+        bytes_shown, ppl_shown = shown["bytes_per_token"], shown["perplexity"]
         k_heads, v_heads, _ = blocks(n_head)
         current_note = note(
             f"Multi-head attention (MHA): each of the {n_head} heads caches its own K and V"
         )
-        self.play(Write(heading), FadeIn(source), run_time=1.2)
-        self.play(
-            FadeIn(current_note),
-            FadeIn(headers),
-            FadeIn(shape_note),
-            FadeIn(row_labels),
-            run_time=1,
-        )
-        self.play(
-            LaggedStart(*(FadeIn(b) for b in [*k_heads, *v_heads]), lag_ratio=0.1),
-            FadeIn(colour_bar),
-            run_time=1.8,
-        )
-        self.wait(1.5)
-        self.play(
-            FadeIn(table_title),
-            FadeIn(text_note),
-            FadeIn(header_row),
-            FadeIn(body_rows[0]),
-            run_time=1,
-        )
-        self.wait(1.5)
+        with self.beat(
+            f"In multi-head attention, each of the {n_head} heads caches its own keys "
+            f"and values, shown here for layer {layer}."
+        ):
+            self.play(Write(heading), FadeIn(source), run_time=1.2)
+            self.play(
+                FadeIn(current_note),
+                FadeIn(headers),
+                FadeIn(shape_note),
+                FadeIn(row_labels),
+                run_time=1,
+            )
+            self.play(
+                LaggedStart(*(FadeIn(b) for b in [*k_heads, *v_heads]), lag_ratio=0.1),
+                FadeIn(colour_bar),
+                run_time=1.8,
+            )
+            self.wait(1)
+        with self.beat(f"For this model that is {bytes_shown[0]} bytes per token."):
+            self.play(
+                FadeIn(table_title),
+                FadeIn(text_note),
+                FadeIn(header_row),
+                FadeIn(body_rows[0]),
+                run_time=1,
+            )
+            self.wait(1)
 
         shown_k, shown_v, shown_letters, shown_braces = k_heads, v_heads, headers, VGroup()
         for i, groups in enumerate(group_counts[1:], start=1):
@@ -311,51 +317,67 @@ class SharingKeysValues(VideoScene):
                         f"GQA shares K and V within groups of heads: "
                         f"the group count must divide the {n_head} heads"
                     )
-                    self.play(ReplacementTransform(current_note, gqa_note), run_time=0.8)
-                    self.play(FadeIn(no_gqa), run_time=1)
-                    self.wait(2)
+                    with self.beat(
+                        "Grouped-query attention shares them within groups, but the group "
+                        f"count must divide the {n_head} heads: this model has only MHA and MQA."
+                    ):
+                        self.play(ReplacementTransform(current_note, gqa_note), run_time=0.8)
+                        self.play(FadeIn(no_gqa), run_time=1)
+                        self.wait(1)
                     current_note = gqa_note
                 line = f"MQA: all {n_head} query heads share ONE key head and ONE value head"
+                spoken = (
+                    f"Multi-query attention: all {n_head} query heads share one key head and "
+                    "one value head, the average of theirs."
+                )
             else:
                 line = f"GQA-{groups}: each group of {per_group} query heads shares one K and one V"
+                spoken = (
+                    f"Grouped-query attention with {groups} groups: each group of {per_group} "
+                    "query heads shares one key and one value head, the average of theirs."
+                )
             new_note = note(line)
             new_k, new_v, new_letters = blocks(groups)
             new_braces = braces(groups)
-            self.play(ReplacementTransform(current_note, new_note), run_time=0.8)
-            current_note = new_note
-            # the group's blocks slide together, then become their mean
-            moves = []
-            old_per_group = n_head // len(shown_k)
-            for j, (bk, bv, letters) in enumerate(
-                zip(shown_k, shown_v, shown_letters, strict=True)
-            ):
-                target = j * old_per_group // per_group
-                moves += [
-                    bk.animate.move_to(new_k[target]),
-                    bv.animate.move_to(new_v[target]),
-                    letters.animate.move_to(new_letters[target]),
-                ]
-            self.play(*moves, run_time=1.3)
-            brace_anim = (
-                ReplacementTransform(shown_braces, new_braces)
-                if len(shown_braces)
-                else FadeIn(new_braces)
-            )
-            # the letters slid onto each other: one pair per group from now on, no blink
-            self.remove(shown_letters)
-            self.add(new_letters)
-            self.play(
-                FadeOut(shown_k),
-                FadeOut(shown_v),
-                FadeIn(new_k),
-                FadeIn(new_v),
-                brace_anim,
-                run_time=1,
-            )
+            with self.beat(spoken):
+                self.play(ReplacementTransform(current_note, new_note), run_time=0.8)
+                current_note = new_note
+                # the group's blocks slide together, then become their mean
+                moves = []
+                old_per_group = n_head // len(shown_k)
+                for j, (bk, bv, letters) in enumerate(
+                    zip(shown_k, shown_v, shown_letters, strict=True)
+                ):
+                    target = j * old_per_group // per_group
+                    moves += [
+                        bk.animate.move_to(new_k[target]),
+                        bv.animate.move_to(new_v[target]),
+                        letters.animate.move_to(new_letters[target]),
+                    ]
+                self.play(*moves, run_time=1.3)
+                brace_anim = (
+                    ReplacementTransform(shown_braces, new_braces)
+                    if len(shown_braces)
+                    else FadeIn(new_braces)
+                )
+                # the letters slid onto each other: one pair per group from now on, no blink
+                self.remove(shown_letters)
+                self.add(new_letters)
+                self.play(
+                    FadeOut(shown_k),
+                    FadeOut(shown_v),
+                    FadeIn(new_k),
+                    FadeIn(new_v),
+                    brace_anim,
+                    run_time=1,
+                )
             shown_k, shown_v, shown_letters, shown_braces = new_k, new_v, new_letters, new_braces
-            self.wait(1)
-            self.play(FadeIn(body_rows[i], shift=0.15 * DOWN), run_time=0.9)
-            self.wait(1.5)
+            with self.beat(
+                f"The cache drops to {bytes_shown[i]} bytes per token, and the perplexity "
+                f"goes from {ppl_shown[0]} to {ppl_shown[i]}."
+            ):
+                self.play(FadeIn(body_rows[i], shift=0.15 * DOWN), run_time=0.9)
+                self.wait(1)
 
         perplexity = list(data["perplexity"])
         if all(p > perplexity[0] for p in perplexity[1:]):
@@ -365,11 +387,16 @@ class SharingKeysValues(VideoScene):
         else:
             verdict = "Smaller cache. Trained with shared K/V from scratch, quality drops:"
         final_note = note(verdict)
-        self.play(ReplacementTransform(current_note, final_note), run_time=0.8)
-        self.play(FadeIn(paper_title), FadeIn(chart.axis), FadeIn(chart.names), run_time=0.8)
-        self.play(
-            LaggedStart(*(GrowFromEdge(b, LEFT) for b in chart.bars), lag_ratio=0.3),
-            run_time=1.5,
-        )
-        self.play(FadeIn(chart.value_labels), FadeIn(citation), run_time=0.8)
-        self.wait(3)
+        mmlu_said = [f"{fmt_float(r['mmlu'], 1)} with {r['attention']}" for r in paper["rows"]]
+        with self.beat(
+            f"Trained that way from scratch, DeepSeek-V2's {paper['rows'][0]['model']} models "
+            f"scored {mmlu_said[0]} on MMLU, {', '.join(mmlu_said[1:])}."
+        ):
+            self.play(ReplacementTransform(current_note, final_note), run_time=0.8)
+            self.play(FadeIn(paper_title), FadeIn(chart.axis), FadeIn(chart.names), run_time=0.8)
+            self.play(
+                LaggedStart(*(GrowFromEdge(b, LEFT) for b in chart.bars), lag_ratio=0.3),
+                run_time=1.5,
+            )
+            self.play(FadeIn(chart.value_labels), FadeIn(citation), run_time=0.8)
+            self.wait(3)
