@@ -47,6 +47,11 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
     StoryScene(
+        "SharingKeysValues",
+        "MQA/GQA share K/V between heads: one layer's blocks merge; measured cost; paper Table 8",
+        (("mha", 2), ("no_gqa", 9), ("merging", 13), ("mqa", 16)),
+    ),
+    StoryScene(
         "Absorption",
         "W_UK folds into the query: one head scores keys naive and absorbed, equal; no expansion",
         (("algebra", 6), ("both-ways", 16)),

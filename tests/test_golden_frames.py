@@ -86,6 +86,8 @@ GOLDEN = (
     Golden("NextToken", "scenes.next_token", gpt2=True),
     # Named heads: "auto" scores heads on a reference text longer than the tiny model's context.
     Golden("AttentionPatterns", "scenes.attention_patterns", True, (("heads", "0.1,0.3,1.0,1.2"),)),
+    # 4 heads: MHA, GQA-2 and MQA (the demo model's 3 heads have no GQA)
+    Golden("SharingKeysValues", "scenes.sharing_keys_values", True, (("heads", "1.2"),)),
     Golden("Absorption", "scenes.absorption", True, (("heads", "1.2"), ("latent_rank", 6))),
     Golden("DecoupledRope", "scenes.decoupled_rope"),
     Golden("Results", "scenes.results"),

@@ -67,7 +67,7 @@ def text_windows(text: str, window: int, max_windows: int | None = None) -> torc
 
 
 @torch.no_grad()
-def _run(
+def run_on_windows(
     model: GPT2, windows: torch.Tensor, batch: int = 4
 ) -> tuple[torch.Tensor, float, torch.Tensor]:
     """Top-1 next tokens (n, T), perplexity of the text, attention patterns (L, n, H, T, T)."""
@@ -83,7 +83,7 @@ def _run(
     return torch.cat(top1), perplexity, torch.cat(patterns, dim=1)
 
 
-def _attention_kl(reference: torch.Tensor, approx: torch.Tensor) -> torch.Tensor:
+def attention_kl(reference: torch.Tensor, approx: torch.Tensor) -> torch.Tensor:
     """Mean KL(reference || approx) per layer, over heads and query rows 1.. : shape (L,).
 
     Summed as p log(p / q) - p + q per key: the same KL for rows that sum to 1, but every
@@ -112,13 +112,13 @@ def rank_sweep(
         )
     windows = text_windows(text, window, max_windows)
     spectra = [kv_spectrum(block.attn) for block in model.h]  # one SVD per layer, all ranks
-    base_top1, base_perplexity, base_patterns = _run(model, windows)
+    base_top1, base_perplexity, base_patterns = run_on_windows(model, windows)
     mha_bytes = cache_bytes_per_token(config, 1, dtype_bytes)["mha"]
     rows = []
     for rank in ranks:
         converted = convert_gpt2(model, rank, spectra)
-        top1, perplexity, patterns = _run(converted, windows)
-        kl_per_layer = _attention_kl(base_patterns, patterns)
+        top1, perplexity, patterns = run_on_windows(converted, windows)
+        kl_per_layer = attention_kl(base_patterns, patterns)
         mla_bytes = cache_bytes_per_token(config, rank, dtype_bytes)["mla"]
         rows.append(
             {
