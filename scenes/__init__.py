@@ -42,6 +42,15 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene("QueriesKeysValues", "one head: Q, K, V, q.k, scale, mask, softmax, pattern x V"),
     StoryScene("KVCacheGrowth", "token by token the KV cache grows; then at DeepSeek-V3 size"),
     StoryScene("CacheSizePerToken", "KV cache bytes per token: MHA, GQA-8, MQA, MLA (V3 size)"),
+    StoryScene(
+        "LatentKV",
+        "one token: h -> W_DKV -> cached c_KV -> W_UK, W_UV; then the latent cache while decoding",
+        (("latent", 4), ("keys_values", 8), ("deepseek_v3", 11)),
+    ),
+    StoryScene(
+        "LatentRankSweep",
+        "how small can the latent be: cache bytes vs quality by rank; exact at rank n_embd",
+    ),
 )
 
 

@@ -76,3 +76,16 @@ from scenes.components.tokens import (  # noqa: F401
     MatrixBlock,
     TokenStrip,
 )
+
+# isort: split
+# Added for the MLA scenes (LatentKV, LatentRankSweep).
+from scenes.components.matrices import (  # noqa: F401
+    MatrixHeatmap,
+    shape_text,
+    shown_part,
+    vector_strip,
+)
+from scenes.components.plots import (  # noqa: F401
+    XYPlot,
+    nice_ticks,
+)
