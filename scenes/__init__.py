@@ -50,6 +50,7 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene(
         "LatentRankSweep",
         "how small can the latent be: cache bytes vs quality by rank; exact at rank n_embd",
+        (("sweep", 8), ("patterns", 17)),
     ),
 )
 

@@ -164,12 +164,12 @@ class LatentKV(VideoScene):
         per_head.next_to(Group(c_row_k, c_row_v), UP, buff=0.2).align_to(c_row_k, LEFT)
         arrow = Arrow(
             c_col.get_right() + 0.05 * RIGHT,
-            m_uk.heatmap.get_left() + 0.05 * LEFT,
+            np.array([m_uk.heatmap.get_left()[0] - 0.05, c_col.get_center()[1], 0.0]),
             buff=0.0,
             color=LATENT,
             stroke_width=3,
             max_tip_length_to_length_ratio=0.3,
-        ).match_y(c_col)
+        )
         equations = math_tex(
             r"c_{KV} = W_{DKV}\,h",
             r"\qquad k = W_{UK}\,c_{KV} + b_K",
@@ -203,7 +203,7 @@ class LatentKV(VideoScene):
             ),
             text(
                 f"\u2192 {v3['n_heads']} heads {TIMES} ({v3['qk_nope_head_dim']} key + "
-                f"{v3['v_head_dim']} value) = {fmt_int(re_expanded)} numbers, re-made per layer",
+                f"{v3['v_head_dim']} value) = {fmt_int(re_expanded)} numbers per layer",
                 LABEL_SIZE,
                 TEXT_COLOR,
             ),

@@ -22,12 +22,12 @@ from scenes.components.style import CAPTION_SIZE, GRID, MUTED, TEXT_COLOR, text
 
 
 def nice_ticks(low: float, high: float, n: int = 3) -> list[float]:
-    """About n round tick values (1, 2 or 5 times a power of ten apart) in [low, high]."""
+    """At least n round tick values (1, 2 or 5 times a power of ten apart) in [low, high]."""
     if not high > low:
         raise ValueError(f"tick range [{low}, {high}] is empty")
     raw = (high - low) / max(n, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = max(m * power for m in (1, 2, 5) if m * power <= raw)
     first = math.ceil(low / step - 1e-9) * step
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
