@@ -162,9 +162,11 @@ class LatentKV(VideoScene):
             MUTED,
         )
         per_head.next_to(Group(c_row_k, c_row_v), UP, buff=0.2).align_to(c_row_k, LEFT)
+        # level with the middle of whichever of c_KV and W_UK is shorter (their tops align)
+        arrow_y = c_col.get_top()[1] - min(c_col.height, m_uk.heatmap.height) / 2
         arrow = Arrow(
-            c_col.get_right() + 0.05 * RIGHT,
-            np.array([m_uk.heatmap.get_left()[0] - 0.05, c_col.get_center()[1], 0.0]),
+            np.array([c_col.get_right()[0] + 0.05, arrow_y, 0.0]),
+            np.array([m_uk.heatmap.get_left()[0] - 0.05, arrow_y, 0.0]),
             buff=0.0,
             color=LATENT,
             stroke_width=3,
@@ -249,7 +251,8 @@ class LatentKV(VideoScene):
         self.play(FadeIn(v3_dkv), FadeIn(v3_c), FadeIn(v3_uk), FadeIn(v3_uv), run_time=1.2)
         self.play(FadeIn(v3_line, shift=0.1 * UP), run_time=1)
         self.wait(2.5)
-        self.play(FadeOut(whole), run_time=0.8)
+        decoding = title("Decoding: each token adds one latent row per layer")
+        self.play(FadeOut(whole), ReplacementTransform(heading, decoding), run_time=1)
 
         # --- 4. decoding with the latent cache -----------------------------------------
         self.decode(data, latent_scale, n_layer, rank, n_embd)

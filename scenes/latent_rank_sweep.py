@@ -253,7 +253,8 @@ class LatentRankSweep(VideoScene):
         curve = spectrum.plot(list(range(1, len(s) + 1)), s.tolist(), HIGHLIGHT)
         curve[1].set_opacity(0)  # a line, no dots: there are n_embd of them
         end_note = text(f"no singular value {len(s) + 1}: nothing to cut", CAPTION_SIZE, MUTED)
-        end_note.next_to(spectrum.to_point(len(s), float(s[0]) * 0.35), LEFT, buff=0.1)
+        # top right of the plot: clear of a falling curve, ending at the last singular value
+        end_note.move_to(spectrum.to_point(len(s), float(s[0]) * 1.05), aligned_edge=RIGHT)
         facts = VGroup(
             text(f"rank {n_embd}, the model's width: exact", BODY_SIZE, LATENT),
             text(

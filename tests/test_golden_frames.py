@@ -86,6 +86,8 @@ GOLDEN = (
     Golden("NextToken", "scenes.next_token", gpt2=True),
     # Named heads: "auto" scores heads on a reference text longer than the tiny model's context.
     Golden("AttentionPatterns", "scenes.attention_patterns", True, (("heads", "0.1,0.3,1.0,1.2"),)),
+    Golden("LatentKV", "scenes.latent_kv", True, (("heads", "1.2"),)),
+    Golden("LatentRankSweep", "scenes.latent_rank_sweep", True, (("heads", "1.2"),)),
 )
 
 
