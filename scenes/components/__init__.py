@@ -85,7 +85,7 @@ from scenes.components.matrices import (  # noqa: F401
     shown_part,
     vector_strip,
 )
-from scenes.components.plots import (  # noqa: F401
+from scenes.components.xy_plot import (  # noqa: F401
     XYPlot,
     nice_ticks,
 )
