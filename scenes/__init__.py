@@ -52,6 +52,16 @@ STORY: tuple[StoryScene, ...] = (
         (("mha", 2), ("no_gqa", 9), ("merging", 13), ("mqa", 16)),
     ),
     StoryScene(
+        "LatentKV",
+        "one token: h -> W_DKV -> cached c_KV -> W_UK, W_UV; then the latent cache while decoding",
+        (("latent", 4), ("keys_values", 8), ("deepseek_v3", 11)),
+    ),
+    StoryScene(
+        "LatentRankSweep",
+        "how small can the latent be: cache bytes vs quality by rank; exact at rank n_embd",
+        (("sweep", 8), ("patterns", 17)),
+    ),
+    StoryScene(
         "Absorption",
         "W_UK folds into the query: one head scores keys naive and absorbed, equal; no expansion",
         (("algebra", 6), ("both-ways", 16)),

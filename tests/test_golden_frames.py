@@ -92,6 +92,8 @@ GOLDEN = (
     Golden("DecoupledRope", "scenes.decoupled_rope"),
     Golden("Results", "scenes.results"),
     Golden("Closing", "scenes.closing"),
+    Golden("LatentKV", "scenes.latent_kv", True, (("heads", "1.2"),)),
+    Golden("LatentRankSweep", "scenes.latent_rank_sweep", True, (("heads", "1.2"),)),
 )
 
 

@@ -90,3 +90,13 @@ from scenes.components.equations import (  # noqa: F401
     sci_tex,
     sci_text,
 )
+from scenes.components.matrices import (  # noqa: F401
+    MatrixHeatmap,
+    shape_text,
+    shown_part,
+    vector_strip,
+)
+from scenes.components.xy_plot import (  # noqa: F401
+    XYPlot,
+    nice_ticks,
+)
