@@ -50,6 +50,7 @@ from scenes.components import (
     fmt_int,
     fmt_ratio,
     math_tex,
+    say_token,
     shape_text,
     text,
     title,
@@ -220,37 +221,51 @@ class LatentKV(VideoScene):
         whole = Group(diagram, equations, v3_line)
         fit_in(whole, CONTENT_ZONE)
 
-        # --- 1. one token down to its latent -----------------------------------------
-        self.play(Write(heading), FadeIn(source), run_time=1.2)
-        self.play(FadeIn(h_row), FadeIn(h_label), run_time=1)
-        self.play(FadeIn(m_dkv), FadeIn(dkv_label), run_time=1.2)
-        self.play(FadeIn(c_col, target_position=m_dkv), FadeIn(c_label[:2]), run_time=1.5)
-        self.play(FadeIn(cached, shift=0.1 * UP), Write(equations[0]), run_time=1)
-        self.wait(1.5)
-        # --- 2. each head's key and value from the latent ------------------------------
-        self.play(FadeIn(arrow), FadeIn(per_head), run_time=0.8)
-        self.play(
-            FadeIn(c_row_k, target_position=c_col),
-            FadeIn(c_row_v, target_position=c_col),
-            FadeIn(m_uk),
-            FadeIn(m_uv),
-            FadeIn(uk_label),
-            FadeIn(uv_label),
-            run_time=1.5,
-        )
-        self.play(
-            FadeIn(k_col, target_position=m_uk),
-            FadeIn(v_col, target_position=m_uv),
-            FadeIn(k_label),
-            FadeIn(v_label),
-            Write(equations[1:]),
-            run_time=1.5,
-        )
-        self.wait(2)
-        # --- 3. the same shapes in DeepSeek-V3 ---------------------------------------------
-        self.play(FadeIn(v3_dkv), FadeIn(v3_c), FadeIn(v3_uk), FadeIn(v3_uv), run_time=1.2)
-        self.play(FadeIn(v3_line, shift=0.1 * UP), run_time=1)
-        self.wait(2.5)
+        with self.beat(
+            f"Follow the last token, {say_token(tokens[token])}. One matrix, W_DKV, takes its "
+            f"{n_embd} numbers down to a latent c_KV of {rank}: that latent is all the layer "
+            "caches."
+        ):
+            # --- 1. one token down to its latent -----------------------------------------
+            self.play(Write(heading), FadeIn(source), run_time=1.2)
+            self.play(FadeIn(h_row), FadeIn(h_label), run_time=1)
+            self.play(FadeIn(m_dkv), FadeIn(dkv_label), run_time=1.2)
+            self.play(FadeIn(c_col, target_position=m_dkv), FadeIn(c_label[:2]), run_time=1.5)
+            self.play(FadeIn(cached, shift=0.1 * UP), Write(equations[0]), run_time=1)
+            self.wait(1.5)
+        with self.beat(
+            "Each head gets its key from the latent through W_UK, and its value through W_UV: "
+            f"all {n_head} heads read the same cached latent."
+        ):
+            # --- 2. each head's key and value from the latent ------------------------------
+            self.play(FadeIn(arrow), FadeIn(per_head), run_time=0.8)
+            self.play(
+                FadeIn(c_row_k, target_position=c_col),
+                FadeIn(c_row_v, target_position=c_col),
+                FadeIn(m_uk),
+                FadeIn(m_uv),
+                FadeIn(uk_label),
+                FadeIn(uv_label),
+                run_time=1.5,
+            )
+            self.play(
+                FadeIn(k_col, target_position=m_uk),
+                FadeIn(v_col, target_position=m_uv),
+                FadeIn(k_label),
+                FadeIn(v_label),
+                Write(equations[1:]),
+                run_time=1.5,
+            )
+            self.wait(2)
+        with self.beat(
+            f"In DeepSeek-V3, {fmt_int(ds['hidden_size'])} numbers go down to "
+            f"{ds['kv_lora_rank']}, and {ds['n_heads']} heads take keys and values of "
+            f"{ds['qk_nope_head_dim']} numbers each from that one latent."
+        ):
+            # --- 3. the same shapes in DeepSeek-V3 ---------------------------------------------
+            self.play(FadeIn(v3_dkv), FadeIn(v3_c), FadeIn(v3_uk), FadeIn(v3_uv), run_time=1.2)
+            self.play(FadeIn(v3_line, shift=0.1 * UP), run_time=1)
+            self.wait(2.5)
         decoding = title("Decoding: each token adds one latent row per layer")
         self.play(FadeOut(whole), ReplacementTransform(heading, decoding), run_time=1)
 
@@ -379,26 +394,35 @@ class LatentKV(VideoScene):
         for c in counters[1:]:
             c.match_height(counters[0]).move_to(counters[0], aligned_edge=UL_CORNER)
 
-        self.play(FadeIn(header_latent), FadeIn(header_mha), FadeIn(labels), run_time=1)
-        self.play(FadeIn(latents), FadeIn(ghosts), FadeIn(layer_note), run_time=1.2)
-        self.play(FadeIn(counters[0]), FadeIn(formula), run_time=1)
-        self.wait(1.5)
+        with self.beat(
+            f"Now generate. Each new token adds one row of {rank} numbers per layer to the cache, "
+            f"where multi-head attention would add {2 * n_embd}."
+        ):
+            self.play(FadeIn(header_latent), FadeIn(header_mha), FadeIn(labels), run_time=1)
+            self.play(FadeIn(latents), FadeIn(ghosts), FadeIn(layer_note), run_time=1.2)
+            self.play(FadeIn(counters[0]), FadeIn(formula), run_time=1)
+            self.wait(1.5)
         shown = counters[0]
         previous = None
-        for s in range(1, len(n_cached)):
-            i = n_cached[s] - 1
-            new_label = label(i, HIGHLIGHT)
-            fade = [previous.animate.set_color(TEXT_COLOR)] if previous is not None else []
-            self.play(
-                FadeIn(new_label, shift=0.15 * UP),
-                FadeIn(latent_row(i), shift=0.15 * RIGHT),
-                FadeIn(mha_row(i), shift=0.15 * RIGHT),
-                ReplacementTransform(shown, counters[s]),
-                *fade,
-                run_time=0.9 if s == 1 else 0.6,
-            )
-            shown, previous = counters[s], new_label
-            self.wait(0.8 if s == 1 else 0.4)
+        with self.beat(
+            f"After {len(n_cached) - 1} new tokens the latent cache holds "
+            f"{fmt_int(latent_bytes[-1])} bytes, against {fmt_int(mha_bytes[-1])} for multi-head "
+            "attention in the same model."
+        ):
+            for s in range(1, len(n_cached)):
+                i = n_cached[s] - 1
+                new_label = label(i, HIGHLIGHT)
+                fade = [previous.animate.set_color(TEXT_COLOR)] if previous is not None else []
+                self.play(
+                    FadeIn(new_label, shift=0.15 * UP),
+                    FadeIn(latent_row(i), shift=0.15 * RIGHT),
+                    FadeIn(mha_row(i), shift=0.15 * RIGHT),
+                    ReplacementTransform(shown, counters[s]),
+                    *fade,
+                    run_time=0.9 if s == 1 else 0.6,
+                )
+                shown, previous = counters[s], new_label
+                self.wait(0.8 if s == 1 else 0.4)
         self.play(FadeIn(ratio), Indicate(shown[2], color=LATENT, scale_factor=1.08), run_time=1.2)
         self.wait(3)
         self.shown_numbers.update(

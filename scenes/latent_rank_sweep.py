@@ -79,7 +79,7 @@ class LatentRankSweep(VideoScene):
         heading = title("How small can the latent be?")
         source = caption(self.inputs.model_caption)
 
-        # --- 1. the sweep: three panels, one log x axis ------------------------------------
+        # --- 1. the sweep: three panels, one log x axis
         x_range = (cache[0] / 1.5, mha * 1.5)
         width, height = 10.0, 0.95
         ppl_top = max(perplexity + [baseline]) * 1.1
@@ -151,138 +151,158 @@ class LatentRankSweep(VideoScene):
         curves = [
             p.plot(cache, ys, LATENT) for p, ys in zip(panels, (top1, perplexity, kl), strict=True)
         ]
-        self.play(Write(heading), FadeIn(source), run_time=1.2)
-        self.play(FadeIn(VGroup(*panels, rank_labels, x_title)), run_time=1.2)
-        self.play(FadeIn(references), FadeIn(notes), FadeIn(mha_lines), FadeIn(mha_label))
-        for curve in curves:
-            self.play(Create(curve[0]), FadeIn(curve[1]), run_time=1.2)
-            self.wait(0.8)
-        self.wait(1.5)
+        with self.beat(
+            f"How small can the latent be? The model is converted at every rank from {ranks[0]} "
+            f"to {ranks[-1]}, and each version is tested on held-out text."
+        ):
+            self.play(Write(heading), FadeIn(source), run_time=1.2)
+            self.play(FadeIn(VGroup(*panels, rank_labels, x_title)), run_time=1.2)
+            self.play(FadeIn(references), FadeIn(notes), FadeIn(mha_lines), FadeIn(mha_label))
+        with self.beat(
+            f"At rank {ranks[0]} it still picks the same next token {fmt_percent(top1[0])} of the "
+            f"time; at rank {ranks[-1]}, {fmt_percent(top1[-1])}."
+        ):
+            for curve in curves:
+                self.play(Create(curve[0]), FadeIn(curve[1]), run_time=1.2)
+                self.wait(0.8)
+            self.wait(1.5)
         self.play(FadeOut(Group(chart, *curves)), run_time=0.8)
 
-        # --- 2. one head's pattern at three ranks ----------------------------------------------
-        tokens = data["tokens"]
-        patterns = np.asarray(data["patterns"])
-        pattern_ranks = [int(r) for r in data["pattern_ranks"]]
-        row_of = {r: i for i, r in enumerate(ranks)}
-        cell = 2.6 / len(tokens)
-        maps, labels = [], []
-        for i, pattern in enumerate(patterns):
-            maps.append(
-                Heatmap(
-                    pattern,
-                    PATTERN_SCALE,
-                    cell_size=cell,
-                    row_labels=tokens if i == 0 else None,
-                    label_size=LABEL_SIZE * 0.7,
+        with self.beat(
+            f"Head {head['layer']}.{head['head']}'s attention at ranks "
+            f"{', '.join(str(r) for r in data['pattern_ranks'])}, beside the original."
+        ):
+            # --- 2. one head's pattern at three ranks
+            tokens = data["tokens"]
+            patterns = np.asarray(data["patterns"])
+            pattern_ranks = [int(r) for r in data["pattern_ranks"]]
+            row_of = {r: i for i, r in enumerate(ranks)}
+            cell = 2.6 / len(tokens)
+            maps, labels = [], []
+            for i, pattern in enumerate(patterns):
+                maps.append(
+                    Heatmap(
+                        pattern,
+                        PATTERN_SCALE,
+                        cell_size=cell,
+                        row_labels=tokens if i == 0 else None,
+                        label_size=LABEL_SIZE * 0.7,
+                    )
                 )
+                if i == 0:
+                    lines = [("original (MHA)", TEXT_COLOR), (f"{fmt_int(mha)} B/token", MUTED)]
+                else:
+                    r = pattern_ranks[i - 1]
+                    j = row_of[r]
+                    lines = [
+                        (f"rank {r}", LATENT),
+                        (f"{fmt_int(cache[j])} B/token", MUTED),
+                        (f"top-1 {fmt_percent(top1[j])}", MUTED),
+                    ]
+                labels.append(
+                    VGroup(*(text(s, LABEL_SIZE * 0.8, c) for s, c in lines)).arrange(
+                        DOWN, buff=0.08
+                    )
+                )
+            for m, label in zip(maps, labels, strict=True):
+                label.next_to(m.image, UP, buff=0.2)
+            cells = [Group(m, label) for m, label in zip(maps, labels, strict=True)]
+            row = Group(*cells).arrange(RIGHT, buff=0.6, aligned_edge=DOWN)
+            bar = ColorBar(PATTERN_SCALE, height=2.2).next_to(row, RIGHT, buff=0.4)
+            bar_label = text("attention", CAPTION_SIZE, MUTED).next_to(bar, UP, buff=0.1)
+            head_note = text(
+                f"head {head['layer']}.{head['head']} on the prompt, each converted model run "
+                "end to end; rows: queries, columns: keys",
+                LABEL_SIZE * 0.8,
+                MUTED,
             )
-            if i == 0:
-                lines = [("original (MHA)", TEXT_COLOR), (f"{fmt_int(mha)} B/token", MUTED)]
-            else:
-                r = pattern_ranks[i - 1]
-                j = row_of[r]
-                lines = [
-                    (f"rank {r}", LATENT),
-                    (f"{fmt_int(cache[j])} B/token", MUTED),
-                    (f"top-1 {fmt_percent(top1[j])}", MUTED),
-                ]
-            labels.append(
-                VGroup(*(text(s, LABEL_SIZE * 0.8, c) for s, c in lines)).arrange(DOWN, buff=0.08)
-            )
-        for m, label in zip(maps, labels, strict=True):
-            label.next_to(m.image, UP, buff=0.2)
-        cells = [Group(m, label) for m, label in zip(maps, labels, strict=True)]
-        row = Group(*cells).arrange(RIGHT, buff=0.6, aligned_edge=DOWN)
-        bar = ColorBar(PATTERN_SCALE, height=2.2).next_to(row, RIGHT, buff=0.4)
-        bar_label = text("attention", CAPTION_SIZE, MUTED).next_to(bar, UP, buff=0.1)
-        head_note = text(
-            f"head {head['layer']}.{head['head']} on the prompt, each converted model run end to "
-            "end; rows: queries, columns: keys",
-            LABEL_SIZE * 0.8,
-            MUTED,
-        )
-        figure = Group(row, bar, bar_label)
-        head_note.next_to(figure, DOWN, buff=0.5)
-        fit_in(Group(figure, head_note), CONTENT_ZONE, allow_grow=True)
-        self.play(FadeIn(cells[0]), FadeIn(bar), FadeIn(bar_label), FadeIn(head_note))
-        for c in cells[1:]:
-            self.play(FadeIn(c, shift=0.2 * LEFT), run_time=1)
-            self.wait(0.6)
-        self.wait(2)
+            figure = Group(row, bar, bar_label)
+            head_note.next_to(figure, DOWN, buff=0.5)
+            fit_in(Group(figure, head_note), CONTENT_ZONE, allow_grow=True)
+            self.play(FadeIn(cells[0]), FadeIn(bar), FadeIn(bar_label), FadeIn(head_note))
+            for c in cells[1:]:
+                self.play(FadeIn(c, shift=0.2 * LEFT), run_time=1)
+                self.wait(0.6)
+            self.wait(2)
         self.play(FadeOut(Group(figure, head_note)), run_time=0.8)
 
-        # --- 3. why rank n_embd is exact -----------------------------------------------------
-        w_kv = np.asarray(data["w_kv"])
-        s = np.asarray(data["singular_values"])
-        n_rows, n_cols = data["w_kv_shape"]
-        full = row_of[n_embd]
-        w_scale = diverging_scale(float(np.percentile(np.abs(w_kv), 98)), "weight")
-        matrix = MatrixHeatmap(w_kv, w_scale, cell=4.2 / n_rows, max_rows=4096, max_cols=4096)
-        halves = VGroup(
-            math_tex("W_K", size=LABEL_SIZE, color=MUTED).next_to(
-                matrix.heatmap.get_corner(UP + LEFT), LEFT, buff=0.15
-            ),
-        )
-        halves[0].shift(DOWN * matrix.heatmap.height / 4)
-        halves.add(
-            math_tex("W_V", size=LABEL_SIZE, color=MUTED)
-            .next_to(matrix.heatmap.get_corner(DOWN + LEFT), LEFT, buff=0.15)
-            .shift(UP * matrix.heatmap.height / 4)
-        )
-        brace = Brace(matrix.heatmap, DOWN, color=MUTED)
-        m_label = VGroup(
-            VGroup(
-                math_tex(r"[W_K;\,W_V]", size=LABEL_SIZE * 0.85),
-                text(f"of layer {head['layer']}", LABEL_SIZE * 0.85),
-            ).arrange(RIGHT, buff=0.15),
-            text(f"{shape_text(n_rows, n_cols)}: rank at most {n_cols}", LABEL_SIZE * 0.85),
-        ).arrange(DOWN, buff=0.08)
-        m_label.next_to(brace, DOWN, buff=0.1)
-        left = Group(matrix, halves, brace, m_label)
+        with self.beat(
+            f"At rank {n_embd}, the model's width, the conversion is exact while caching half of "
+            f"multi-head attention: the stacked key and value weights have {n_embd} columns, so "
+            "their rank is at most that, and nothing is cut."
+        ):
+            # --- 3. why rank n_embd is exact
+            w_kv = np.asarray(data["w_kv"])
+            s = np.asarray(data["singular_values"])
+            n_rows, n_cols = data["w_kv_shape"]
+            full = row_of[n_embd]
+            w_scale = diverging_scale(float(np.percentile(np.abs(w_kv), 98)), "weight")
+            matrix = MatrixHeatmap(w_kv, w_scale, cell=4.2 / n_rows, max_rows=4096, max_cols=4096)
+            halves = VGroup(
+                math_tex("W_K", size=LABEL_SIZE, color=MUTED).next_to(
+                    matrix.heatmap.get_corner(UP + LEFT), LEFT, buff=0.15
+                ),
+            )
+            halves[0].shift(DOWN * matrix.heatmap.height / 4)
+            halves.add(
+                math_tex("W_V", size=LABEL_SIZE, color=MUTED)
+                .next_to(matrix.heatmap.get_corner(DOWN + LEFT), LEFT, buff=0.15)
+                .shift(UP * matrix.heatmap.height / 4)
+            )
+            brace = Brace(matrix.heatmap, DOWN, color=MUTED)
+            m_label = VGroup(
+                VGroup(
+                    math_tex(r"[W_K;\,W_V]", size=LABEL_SIZE * 0.85),
+                    text(f"of layer {head['layer']}", LABEL_SIZE * 0.85),
+                ).arrange(RIGHT, buff=0.15),
+                text(f"{shape_text(n_rows, n_cols)}: rank at most {n_cols}", LABEL_SIZE * 0.85),
+            ).arrange(DOWN, buff=0.08)
+            m_label.next_to(brace, DOWN, buff=0.1)
+            left = Group(matrix, halves, brace, m_label)
 
-        spectrum = XYPlot(
-            (1, len(s)),
-            (0.0, float(s[0]) * 1.1),
-            width=5.5,
-            height=2.6,
-            y_ticks=[(t, fmt_float(t, 1)) for t in nice_ticks(0.0, float(s[0]) * 1.1, 2)],
-            x_ticks=[(1, "1"), (len(s) // 2, str(len(s) // 2)), (len(s), str(len(s)))],
-            y_label=f"its {len(s)} singular values, largest first",
-        )
-        curve = spectrum.plot(list(range(1, len(s) + 1)), s.tolist(), HIGHLIGHT)
-        curve[1].set_opacity(0)  # a line, no dots: there are n_embd of them
-        end_note = text(f"no singular value {len(s) + 1}: nothing to cut", CAPTION_SIZE, MUTED)
-        # top right of the plot: clear of a falling curve, ending at the last singular value
-        end_note.move_to(spectrum.to_point(len(s), float(s[0]) * 1.05), aligned_edge=RIGHT)
-        facts = VGroup(
-            text(f"rank {n_embd}, the model's width: exact", BODY_SIZE, LATENT),
-            text(
-                f"top-1 agreement {fmt_percent(top1[full])}, attention KL {fmt_small(kl[full])}",
-                LABEL_SIZE,
-                TEXT_COLOR,
-            ),
-            text(
-                f"while caching {fmt_int(cache[full])} of {fmt_int(mha)} bytes per token "
-                f"({fmt_percent(cache[full] / mha)} of MHA)",
-                LABEL_SIZE,
-                TEXT_COLOR,
-            ),
-        ).arrange(DOWN, buff=0.2, aligned_edge=LEFT)
-        right = Group(Group(spectrum, curve, end_note), facts).arrange(
-            DOWN, buff=0.6, aligned_edge=LEFT
-        )
-        layout = Group(left, right).arrange(RIGHT, buff=1.0)
-        fit_in(layout, CONTENT_ZONE)
-        self.play(FadeIn(matrix), FadeIn(halves), run_time=1)
-        self.play(FadeIn(brace), FadeIn(m_label), run_time=1)
-        self.wait(1)
-        self.play(FadeIn(spectrum), run_time=0.8)
-        self.play(Create(curve[0]), FadeIn(end_note), run_time=1.5)
-        self.wait(1)
-        for line in facts:
-            self.play(FadeIn(line, shift=0.1 * UP), run_time=0.9)
-        self.wait(3)
+            spectrum = XYPlot(
+                (1, len(s)),
+                (0.0, float(s[0]) * 1.1),
+                width=5.5,
+                height=2.6,
+                y_ticks=[(t, fmt_float(t, 1)) for t in nice_ticks(0.0, float(s[0]) * 1.1, 2)],
+                x_ticks=[(1, "1"), (len(s) // 2, str(len(s) // 2)), (len(s), str(len(s)))],
+                y_label=f"its {len(s)} singular values, largest first",
+            )
+            curve = spectrum.plot(list(range(1, len(s) + 1)), s.tolist(), HIGHLIGHT)
+            curve[1].set_opacity(0)  # a line, no dots: there are n_embd of them
+            end_note = text(f"no singular value {len(s) + 1}: nothing to cut", CAPTION_SIZE, MUTED)
+            # top right of the plot: clear of a falling curve, ending at the last singular value
+            end_note.move_to(spectrum.to_point(len(s), float(s[0]) * 1.05), aligned_edge=RIGHT)
+            facts = VGroup(
+                text(f"rank {n_embd}, the model's width: exact", BODY_SIZE, LATENT),
+                text(
+                    f"top-1 agreement {fmt_percent(top1[full])}, "
+                    f"attention KL {fmt_small(kl[full])}",
+                    LABEL_SIZE,
+                    TEXT_COLOR,
+                ),
+                text(
+                    f"while caching {fmt_int(cache[full])} of {fmt_int(mha)} bytes per token "
+                    f"({fmt_percent(cache[full] / mha)} of MHA)",
+                    LABEL_SIZE,
+                    TEXT_COLOR,
+                ),
+            ).arrange(DOWN, buff=0.2, aligned_edge=LEFT)
+            right = Group(Group(spectrum, curve, end_note), facts).arrange(
+                DOWN, buff=0.6, aligned_edge=LEFT
+            )
+            layout = Group(left, right).arrange(RIGHT, buff=1.0)
+            fit_in(layout, CONTENT_ZONE)
+            self.play(FadeIn(matrix), FadeIn(halves), run_time=1)
+            self.play(FadeIn(brace), FadeIn(m_label), run_time=1)
+            self.wait(1)
+            self.play(FadeIn(spectrum), run_time=0.8)
+            self.play(Create(curve[0]), FadeIn(end_note), run_time=1.5)
+            self.wait(1)
+            for line in facts:
+                self.play(FadeIn(line, shift=0.1 * UP), run_time=0.9)
+            self.wait(3)
 
         self.shown_numbers = {
             "ranks": ranks,
