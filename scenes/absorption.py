@@ -359,7 +359,7 @@ class Absorption(VideoScene):
             self.play(FadeIn(row_labels[1]), FadeIn(maps[1]), run_time=1)
             self.play(FadeIn(row_labels[2]), FadeIn(maps[2]), run_time=1)
             self.wait(1.2)
-            self.play(FadeIn(cross), expanded.animate.set_opacity(0.35), run_time=1)
+            self.play(FadeIn(cross), expanded.animate.fade(0.65), run_time=1)
             self.play(FadeIn(verdict), run_time=1)
             self.wait(3)
 
