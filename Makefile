@@ -2,6 +2,8 @@
 # Both run `make setup` first, which installs what is missing and is a no-op otherwise.
 PY := .venv/bin/python
 QUALITY ?= low
+# Scenes rendered at once (each is one manim process, about 1 GB of memory).
+JOBS ?= 2
 
 .PHONY: setup video test lint figures clean
 
@@ -9,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 video: setup
-	$(PY) render.py video --quality $(QUALITY)
+	$(PY) render.py video --quality $(QUALITY) --jobs $(JOBS)
 
 # pytest exits 5 when it collected no test: on this project that is a broken checkout, not a pass.
 test: setup
@@ -20,7 +22,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 figures: setup
-	$(PY) render.py figures --quality $(QUALITY)
+	$(PY) render.py figures --quality $(QUALITY) --jobs $(JOBS)
 
 clean:
 	rm -rf media figures .cache

@@ -37,7 +37,12 @@ REPO = Path(__file__).resolve().parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mla_core.atomic import copy_atomically, write_atomically, write_text_atomically  # noqa: E402
+from mla_core.atomic import (  # noqa: E402
+    check_output_file,
+    copy_atomically,
+    write_atomically,
+    write_text_atomically,
+)
 from mla_core.cli.args import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
 from mla_core.narration import (  # noqa: E402
@@ -203,7 +208,11 @@ def build_video(
         stored = json.loads(manifest_path(part).read_text(encoding="utf-8"))
         entries.append({"file": _shown(part), **stored["record"]})
     narration = Narration(parts, entries, quality)
-    part_frames = concat_videos(parts, output, fps=quality.fps, subtitles=narration.cues)
+    # the preview re-encodes fast; the other qualities take the slower, smaller encode
+    preset = "veryfast" if quality.name == "low" else "medium"
+    part_frames = concat_videos(
+        parts, output, fps=quality.fps, preset=preset, subtitles=narration.cues
+    )
     frames = sum(part_frames)
     manifest = {
         "file": output.name,
@@ -423,6 +432,8 @@ def _run_data(args: argparse.Namespace) -> int:
     from mla_core.scene_data.store import summarize
 
     (scene,) = resolve_scenes([args.scene])
+    if args.save is not None:
+        check_output_file(args.save, "--save", parents_made=True)
     data = data_for_scene(scene.name, _params(args))
     if args.save is not None:
         meta = json.dumps(data.meta, ensure_ascii=False)

@@ -58,3 +58,32 @@ def write_npz_atomically(target: Path, arrays: dict) -> None:
             np.savez(f, **arrays)
 
     write_atomically(target, savez)
+
+
+def check_output_file(path: str | Path, flag: str, parents_made: bool = False) -> Path:
+    """A file the user asked to write: not a folder, in a folder that exists (or, when the
+    command makes it, `parents_made`, can be made) and can be written. Checked before any
+    work, so a bad --out fails at once, in one line."""
+    from mla_core.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {str(path)!r} is a folder; give a file name")
+    check_output_folder(path.parent, flag, must_exist=not parents_made)
+    return path
+
+
+def check_output_folder(path: str | Path, flag: str, must_exist: bool = False) -> Path:
+    """A folder the user asked to write into: a folder (not a file) whose nearest existing
+    ancestor can be written (it is made later), or which exists when `must_exist`."""
+    from mla_core.errors import UserError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {str(path)!r} is a file, not a folder")
+    if must_exist and not path.is_dir():
+        raise UserError(f"{flag}: the folder {str(path)!r} does not exist")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}: cannot write into {str(existing)!r}")
+    return path

@@ -17,6 +17,17 @@ STAMP="$VENV/.setup-stamp"
 
 say() { printf '[setup] %s\n' "$*"; }
 
+# The project on the venv's import path, as `pip install -e .` would put it (a .pth file):
+# `.venv/bin/python -m mla_core` then works from any folder, not only the repository's.
+link_project() {
+    "$VENV/bin/python" - "$PWD" <<'PY'
+import pathlib, site, sys
+target = pathlib.Path(site.getsitepackages()[0]) / "mla_video.pth"
+if not target.is_file() or target.read_text().strip() != sys.argv[1]:
+    target.write_text(sys.argv[1] + "\n")
+PY
+}
+
 # --- Debian packages ---------------------------------------------------------------------
 mapfile -t packages < <(grep -v '^\s*#' scripts/debian-packages.txt | grep -v '^\s*$')
 if ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
@@ -48,6 +59,7 @@ fi
 want=$(cat requirements.txt requirements-test.txt scripts/debian-packages.txt | sha256sum | cut -c1-16)
 want="$want-torch-$TORCH"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+    link_project
     exit 0
 fi
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
@@ -81,5 +93,6 @@ fi
 say "installing the pinned requirements"
 quiet_pip -r requirements.txt -r requirements-test.txt
 "$VENV/bin/python" -c 'import torch, manim, transformers' # fail here, not later, if pip failed
+link_project
 echo "$want" >"$STAMP"
 say "done"

@@ -4,15 +4,20 @@ file is ever taken for a good one; two renders of one scene at once both succeed
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import TINY_GPT2, make_hf_gpt2_checkpoint
+from safetensors.torch import load_file, save_file
 
 import render
 from mla_core.errors import UserError
+from mla_core.loading.weights import load_gpt2_from_dir, resolve_weights
 from mla_core.rendering.manifest import is_up_to_date, manifest_path
 from mla_core.rendering.manim_job import run_manim
 from mla_core.scene_data.params import MAX_NEW_TOKENS, MAX_TOP_K, load_params
@@ -127,3 +132,96 @@ def test_two_renders_of_one_scene_at_once_both_succeed(tmp_path):
     assert errors == []
     path = render.video_path(TEST_CARD, quality, media)
     assert is_up_to_date(path, params, quality)
+
+
+def test_the_package_runs_from_any_folder(tmp_path):
+    """`make setup` puts the project on the venv's path, as `pip install -e .` would."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mla_core", "cache", "--config", "deepseek-v3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3,997,696" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_embd": "abc"}, "n_embd='abc' must be a whole number > 0"),
+        ({"n_head": None}, "n_head=None must be a whole number > 0"),
+        ({"n_layer": -2}, "n_layer=-2 must be a whole number > 0"),
+        ({"n_head": 5}, "n_embd=32 is not divisible by n_head=5"),
+    ],
+)
+def test_a_broken_config_is_one_line(tmp_path, change, message):
+    folder = make_hf_gpt2_checkpoint(tmp_path / "ckpt", seed=1, **TINY_GPT2)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        load_gpt2_from_dir(folder)
+
+
+@pytest.mark.parametrize("how", ["integers", "nan"])
+def test_weights_that_are_not_finite_floats_are_one_line(tmp_path, how):
+    folder = make_hf_gpt2_checkpoint(tmp_path / "ckpt", seed=1, **TINY_GPT2)
+    tensors = load_file(folder / "model.safetensors")
+    name = next(k for k in tensors if k.endswith("wte.weight"))
+    if how == "integers":
+        tensors[name] = tensors[name].round().to(torch.int32)
+        message = "has dtype torch.int32; want floats"
+    else:
+        tensors[name][0, 0] = float("nan")
+        message = "holds NaN or infinite values"
+    save_file(tensors, folder / "model.safetensors")
+    with pytest.raises(UserError, match=message):
+        load_gpt2_from_dir(folder)
+
+
+def test_weights_errors_name_what_the_user_typed(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(UserError, match="is a symbolic link that loops"):
+        resolve_weights(loop)
+    with pytest.raises(UserError, match=r"^weights: weights folder .* does not exist"):
+        resolve_weights(tmp_path / "missing", flag="weights")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "--out", "{dir}"], "is a folder; give a file name"),
+        (["sweep", "--out", "{dir}/missing/s.json"], "does not exist"),
+        (
+            ["attention", "--prompt", " Hi", "--layer", "0", "--head", "0", "--out", "{dir}"],
+            "is a folder; give a file name",
+        ),  # fmt: skip
+        (["deepseek-attention", "--out", "{dir}"], "is a folder; give a file name"),
+        (["convert", "--rank", "8", "--out", "{file}"], "is a file, not a folder"),
+        (["cache", "--config", "deepseek-v3", "--context", "9", "--memory-gb", "nan"], "finite"),
+        (["deepseek-attention", "--tokens", "100000000"], "use 1..1024"),
+    ],
+)
+def test_bad_outputs_and_numbers_on_the_commands_are_one_line(tmp_path, args, message):
+    (tmp_path / "a-file").write_text("x")
+    args = [a.format(dir=tmp_path, file=tmp_path / "a-file") for a in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "mla_core", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_data_save_into_a_folder_is_one_line(tmp_path):
+    result = run_render("data", "CacheSizePerToken", "--save", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is a folder; give a file name" in result.stderr

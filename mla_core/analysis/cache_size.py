@@ -15,6 +15,7 @@ the live caches in `mla_core` are tested against them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +126,8 @@ def sequences_that_fit(
     the cache had the memory to itself. A smaller cache means a bigger batch, and decoding
     is memory-bound, so the batch is where MLA's throughput gain comes from.
     """
-    if memory_bytes < 0:
-        raise UserError(f"memory={memory_bytes} bytes must be >= 0")
+    if not math.isfinite(memory_bytes) or memory_bytes < 0:
+        raise UserError(f"memory={memory_bytes} bytes must be a finite number >= 0")
     if context < 1:
         raise UserError(f"context={context} must be >= 1 token to count sequences")
     per_sequence = cache_bytes(dims, kind, context, dtype_bytes, groups=groups)

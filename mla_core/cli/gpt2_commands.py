@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from mla_core.atomic import check_output_file
 from mla_core.cli.args import (
     add_model_source_args,
     gpt2_from_args,
@@ -111,6 +112,8 @@ def _attention_capture(args: argparse.Namespace) -> tuple[AttentionCapture, dict
 def _run_attention(args: argparse.Namespace) -> int:
     import numpy as np
 
+    if args.out is not None:
+        check_output_file(args.out, "--out")
     capture, weights = _attention_capture(args)
     head = capture.head(args.layer, args.head)
     if args.out is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from mla_core.atomic import check_output_file, check_output_folder
 from mla_core.cli.args import (
     add_model_source_args,
     gpt2_from_args,
@@ -62,6 +63,9 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 def _run_convert(args: argparse.Namespace) -> int:
     import torch
+
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
 
     from mla_core.analysis.capture import prompt_token_ids
     from mla_core.loading.tokenizer import gpt2_tokenizer
@@ -149,6 +153,8 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
 def _run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    check_output_file(args.out, "--out")
+
     from mla_core.analysis import mla_sweep
 
     try:
@@ -181,6 +187,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
     print(mla_sweep.format_table(result))
     print(f"wrote {args.out}")
     return 0
+
+
+# Every head's T x T scores are kept (naive and absorbed): 1,024 tokens at DeepSeek-V3's 128
+# heads is 0.5 GB per float32 array, well inside a 24 GB machine.
+MAX_DEEPSEEK_TOKENS = 1024
 
 
 def add_deepseek_attention(sub: argparse._SubParsersAction) -> None:
@@ -217,6 +228,9 @@ def add_deepseek_attention(sub: argparse._SubParsersAction) -> None:
 def _run_deepseek_attention(args: argparse.Namespace) -> int:
     import dataclasses
 
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+
     import numpy as np
     import torch
 
@@ -229,8 +243,11 @@ def _run_deepseek_attention(args: argparse.Namespace) -> int:
         load_config_json,
     )
 
-    if args.tokens < 1:
-        raise UserError(f"--tokens {args.tokens} must be >= 1")
+    if not 1 <= args.tokens <= MAX_DEEPSEEK_TOKENS:
+        raise UserError(
+            f"--tokens {args.tokens} is not allowed: use 1..{MAX_DEEPSEEK_TOKENS} (the command "
+            "keeps every head's tokens x tokens scores in memory)"
+        )
     config = None
     if args.config is not None:
         small = {c.name: c for c in (DEEPSEEK_TINY, DEEPSEEK_TINY_LITE)}

@@ -88,14 +88,16 @@ def resolve_weights(
     *,
     hf_cache_dir: str | Path | None = None,
     embedded_dir: str | Path | None = None,
+    flag: str = "--weights",
 ) -> WeightsSource:
     """Find the GPT-2 weights folder, in the order of the module docstring.
 
     `hf_cache_dir` / `embedded_dir` override where the Hugging Face cache and the embedded
-    model are looked for (tests use them; None means the usual places).
+    model are looked for (tests use them; None means the usual places). `flag` is how the
+    user named the folder, for error messages ("--weights", or "weights" for video.toml).
     """
     if weights_dir is not None:
-        path = _checked_folder(Path(weights_dir), "--weights")
+        path = _checked_folder(Path(weights_dir), flag)
         return _source("weights-arg", path, f"--weights {path}")
     env_value = os.environ.get(WEIGHTS_ENV)
     if env_value:
@@ -158,8 +160,12 @@ def download_gpt2(cache_dir: str | Path | None = None) -> Path:
 
 
 def _checked_folder(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise UserError(f"{what}: weights folder {str(path)!r} does not exist")
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        raise UserError(f"{what}: weights folder {str(path)!r} does not exist") from None
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise UserError(f"{what}: {str(path)!r} is a symbolic link that loops") from None
     if not path.is_dir():
         raise UserError(
             f"{what}: {str(path)!r} is not a folder (want {CONFIG_FILE} + {WEIGHTS_FILE})"
@@ -293,6 +299,16 @@ def _model_shapes(config: GPT2Config) -> dict[str, torch.Size]:
         return {k: v.shape for k, v in GPT2(config).state_dict().items()}
 
 
+def check_weight_values(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Weights must be floating point and finite: an integer tensor or a NaN/Inf would give
+    nonsense (nan probabilities) rather than an error. Names the first bad tensor."""
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise UserError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; want floats")
+        if not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{where}: tensor {key!r} holds NaN or infinite values")
+
+
 def load_gpt2_from_dir(
     folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
 ) -> GPT2:
@@ -305,6 +321,7 @@ def load_gpt2_from_dir(
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError) as err:
         raise UserError(f"{weights_file} is not a readable safetensors file ({err})") from None
+    check_weight_values(tensors, str(weights_file))
     state = hf_to_model_state_dict(tensors, config, where=str(weights_file))
 
     with torch.device("meta"):  # no random init: every tensor is about to be replaced

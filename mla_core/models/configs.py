@@ -217,21 +217,37 @@ def load_config_json(path: str | Path) -> dict:
     return data
 
 
+def config_number(data: dict, key: str, where: str, default=None, kind: type = int):
+    """data[key] (or `default` when absent) as a positive int (or float), else a one-line
+    UserError naming the key and its value: a config's "abc", null or -3 stops here."""
+    value = data.get(key, default)
+    ok_types = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types) or not value > 0:
+        wanted = "a whole number" if kind is int else "a number"
+        raise UserError(f"{where}: {key}={value!r} must be {wanted} > 0")
+    return kind(value)
+
+
 def gpt2_config_from_hf(data: dict, name: str = "gpt2") -> GPT2Config:
     """A GPT2Config from the keys of a Hugging Face GPT-2 config.json."""
     missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in data]
+    where = f"GPT-2 config {name!r}"
     if missing:
-        raise UserError(f"GPT-2 config {name!r} lacks the key(s) {', '.join(missing)}")
+        raise UserError(f"{where} lacks the key(s) {', '.join(missing)}")
     defaults = GPT2Config()
-    return GPT2Config(
+    n_ctx_key = "n_positions" if "n_positions" in data else "n_ctx"
+    config = GPT2Config(
         name=name,
-        vocab_size=int(data.get("vocab_size", defaults.vocab_size)),
-        n_ctx=int(data.get("n_positions", data.get("n_ctx", defaults.n_ctx))),
-        n_embd=int(data["n_embd"]),
-        n_layer=int(data["n_layer"]),
-        n_head=int(data["n_head"]),
-        layer_norm_eps=float(data.get("layer_norm_epsilon", defaults.layer_norm_eps)),
+        vocab_size=config_number(data, "vocab_size", where, defaults.vocab_size),
+        n_ctx=config_number(data, n_ctx_key, where, defaults.n_ctx),
+        n_embd=config_number(data, "n_embd", where),
+        n_layer=config_number(data, "n_layer", where),
+        n_head=config_number(data, "n_head", where),
+        layer_norm_eps=config_number(
+            data, "layer_norm_epsilon", where, defaults.layer_norm_eps, float
+        ),
     )
+    return config
 
 
 def deepseek_config_from_hf(data: dict, name: str = "deepseek") -> DeepSeekConfig:
@@ -276,16 +292,17 @@ def deepseek_config_from_hf(data: dict, name: str = "deepseek") -> DeepSeekConfi
             "is not supported (allowed: none or yarn)"
         )
     q_lora_rank = data.get("q_lora_rank")
+    where = f"DeepSeek config {name!r}"
     return DeepSeekConfig(
         name=name,
-        hidden_size=int(data["hidden_size"]),
-        n_layers=int(data["num_hidden_layers"]),
-        n_heads=int(data["num_attention_heads"]),
-        q_lora_rank=None if q_lora_rank in (None, 0) else int(q_lora_rank),
-        kv_lora_rank=int(data["kv_lora_rank"]),
-        qk_nope_head_dim=int(data["qk_nope_head_dim"]),
-        qk_rope_head_dim=int(data["qk_rope_head_dim"]),
-        v_head_dim=int(data["v_head_dim"]),
+        hidden_size=config_number(data, "hidden_size", where),
+        n_layers=config_number(data, "num_hidden_layers", where),
+        n_heads=config_number(data, "num_attention_heads", where),
+        q_lora_rank=None if q_lora_rank in (None, 0) else config_number(data, "q_lora_rank", where),
+        kv_lora_rank=config_number(data, "kv_lora_rank", where),
+        qk_nope_head_dim=config_number(data, "qk_nope_head_dim", where),
+        qk_rope_head_dim=config_number(data, "qk_rope_head_dim", where),
+        v_head_dim=config_number(data, "v_head_dim", where),
         vocab_size=int(data.get("vocab_size", 102400)),
         intermediate_size=int(data.get("intermediate_size", 0)),
         max_seq_len=int(data.get("max_position_embeddings", 4096)),

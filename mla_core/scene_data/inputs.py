@@ -95,7 +95,7 @@ class SceneInputs:
 def resolve_inputs(params: VideoParams) -> SceneInputs:
     """Resolve the parameters once per process (the same params give the same object);
     a prompt too long for the frame or for the model's context is a UserError."""
-    weights = resolve_weights(params.weights or None)
+    weights = resolve_weights(params.weights or None, flag="weights")
     inputs = SceneInputs(
         params=params,
         weights=weights,
