@@ -39,20 +39,14 @@ if str(REPO) not in sys.path:
 
 from mla_core.atomic import (  # noqa: E402
     check_output_file,
+    check_output_folder,
     copy_atomically,
     write_atomically,
     write_text_atomically,
 )
 from mla_core.cli.args import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
-from mla_core.narration import (  # noqa: E402
-    ScenePart,
-    check_track,
-    find_voice_engine,
-    merge_subtitles,
-    narration_script,
-    write_subtitles,
-)
+from mla_core.narration import find_voice_engine  # noqa: E402
 from mla_core.rendering.manifest import (  # noqa: E402
     is_up_to_date,
     manifest_path,
@@ -61,7 +55,9 @@ from mla_core.rendering.manifest import (  # noqa: E402
 from mla_core.rendering.manim_job import RenderError, run_manim, work_lock  # noqa: E402
 from mla_core.rendering.progress import Progress  # noqa: E402
 from mla_core.rendering.quality import QUALITIES, Quality, resolve_quality  # noqa: E402
+from mla_core.rendering.subtitles import Narration  # noqa: E402
 from mla_core.rendering.video_file import concat_videos  # noqa: E402
+from mla_core.scene_data import check_scene_data  # noqa: E402
 from mla_core.scene_data.params import (  # noqa: E402
     PARAM_NAMES,
     VideoParams,
@@ -162,7 +158,8 @@ def render_stills(
     figures/, each with its manifest; returns the PNG paths."""
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
-    _check_writable_folder(figures_dir, "--figures-dir")
+    check_output_folder(figures_dir, "--figures-dir")
+    figures_dir.mkdir(parents=True, exist_ok=True)
     wanted: list[tuple[StoryScene, str | None, int | None]] = []
     for scene in scenes:
         wanted.append((scene, None, None))
@@ -226,45 +223,10 @@ def build_video(
     write_text_atomically(
         manifest_path(output), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     )
-    narration.write_beside(output)
+    written = narration.write_beside(output)
+    print(f"wrote {', '.join(_shown(p) for p in written)}", flush=True)
     print(f"wrote {_shown(output)}: {frames} frames, {frames / quality.fps:.1f} s", flush=True)
     return output
-
-
-class Narration:
-    """The joined video's subtitles and script, made from the scenes' own (manim's .srt
-    beside each scene's mp4, and the narration in each scene's record)."""
-
-    def __init__(self, parts: Sequence[Path], records: Sequence[dict], quality: Quality):
-        self.parts, self.records, self.quality = list(parts), list(records), quality
-        self.track = None
-        self.scenes: list[dict] = []
-
-    def cues(self, part_frames: list[int]) -> list[tuple[int, int, str]]:
-        """Called by concat_videos with the frames of each scene: merges the scenes' cues,
-        shifted to where each scene starts, and checks the track."""
-        scene_parts, self.scenes, start = [], [], 0.0
-        for part, count, record in zip(self.parts, part_frames, self.records, strict=True):
-            duration = count / self.quality.fps
-            srt = part.with_suffix(".srt")
-            scene_parts.append(ScenePart(record["scene"], start, duration, srt))
-            self.scenes.append({**record, "start": start, "duration": duration})
-            start += duration
-        self.track = merge_subtitles(scene_parts)
-        problems = check_track(self.track, scene_parts)
-        if problems:
-            raise RenderError("the merged subtitles are broken: " + "; ".join(problems[:3]))
-        return [(e.start, e.end, e.plaintext) for e in self.track]
-
-    def write_beside(self, output: Path) -> list[Path]:
-        """<video>.srt, <video>.vtt and <video>.script.md."""
-        srt_path, vtt_path = output.with_suffix(".srt"), output.with_suffix(".vtt")
-        write_subtitles(self.track, srt_path, vtt_path)
-        script = output.with_suffix(".script.md")
-        title = f"Narration script: {output.name}"
-        write_text_atomically(script, narration_script(self.scenes, title))
-        print(f"wrote {_shown(srt_path)}, {vtt_path.name} and {script.name}", flush=True)
-        return [srt_path, vtt_path, script]
 
 
 # --- command line -------------------------------------------------------------------------
@@ -389,8 +351,8 @@ def _run_render(args: argparse.Namespace) -> int:
     scenes = resolve_scenes(args.scenes)
     params = _params(args)
     quality = resolve_quality(params.quality)
-    _check_writable_folder(args.media_dir.resolve(), "--media-dir")
-    check_before_rendering(scenes, params)
+    check_output_folder(args.media_dir.resolve(), "--media-dir")
+    check_scene_data(scenes, params)
     render_scenes(scenes, quality, params, args.media_dir.resolve(), args.jobs, args.force)
     return 0
 
@@ -400,8 +362,8 @@ def _run_still(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
-    _check_writable_folder(media, "--media-dir")
-    check_before_rendering(scenes, params)
+    check_output_folder(media, "--media-dir")
+    check_scene_data(scenes, params)
     render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
     return 0
 
@@ -410,8 +372,8 @@ def _run_figures(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
-    _check_writable_folder(media, "--media-dir")
-    check_before_rendering(STORY, params)
+    check_output_folder(media, "--media-dir")
+    check_scene_data(STORY, params)
     render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
     return 0
 
@@ -419,8 +381,8 @@ def _run_figures(args: argparse.Namespace) -> int:
 def _run_video(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
-    _check_writable_folder(args.media_dir.resolve(), "--media-dir")
-    check_before_rendering(STORY, params)
+    check_output_folder(args.media_dir.resolve(), "--media-dir")
+    check_scene_data(STORY, params)
     build_video(STORY, quality, params, args.media_dir.resolve(), jobs=args.jobs, force=args.force)
     return 0
 
@@ -466,29 +428,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def _check_writable_folder(folder: Path, flag: str) -> None:
-    """`folder` exists (made if missing) and can be written, else a one-line UserError."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{flag} {str(folder)!r} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{flag} {str(folder)!r} cannot be made: {err.strerror}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {str(folder)!r} is not writable")
-
-
-def check_before_rendering(scenes: Sequence[StoryScene], params: VideoParams) -> None:
-    """Compute (or read from the cache) every scene's data before manim starts, so bad
-    input (weights, heads, prompt, sizes) stops here in one line, and the manim processes
-    find their data ready."""
-    from mla_core.scene_data import data_for_scene, has_data
-
-    for scene in dict.fromkeys(scenes):
-        if has_data(scene.name):
-            data_for_scene(scene.name, params)
 
 
 # --- small helpers --------------------------------------------------------------------------

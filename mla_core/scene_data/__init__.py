@@ -72,3 +72,12 @@ def data_for_scene(
         key,
         lambda: function(inputs),
     )
+
+
+def check_scene_data(scenes, params: VideoParams) -> None:
+    """Compute (or read from the cache) the data of every scene (StoryScene entries) before
+    manim starts: bad input (weights, heads, prompt, sizes) stops there in one line, and the
+    manim processes find their data ready."""
+    for name in dict.fromkeys(scene.name for scene in scenes):
+        if has_data(name):
+            data_for_scene(name, params)
