@@ -215,7 +215,8 @@ class QueriesKeysValues(VideoScene):
 
         # --- scale by 1/sqrt(d_head) -----------------------------------------------------
         with self.beat(
-            f"The scores are divided by the square root of {head_dim}, the length of a key."
+            f"The scores are divided by the square root of {head_dim}, the number of values "
+            "in each key."
         ):
             scaled_header = column_header("q", r"\cdot", "k", rf"/ \sqrt{{{head_dim}}}")
             scaled_numbers = column(scores[r], fmt_score)
