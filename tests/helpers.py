@@ -4,6 +4,8 @@ the modules under test)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -80,3 +82,17 @@ def set_absorb(model, absorb: bool) -> None:
     """Switch every attention layer of a GPT-2 converted to MLA to the absorbed (or naive) path."""
     for block in model.h:
         block.attn.absorb = absorb
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_render(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """render.py as a user runs it, from a directory that is not the repository."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "render.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

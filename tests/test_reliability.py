@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_GPT2, make_hf_gpt2_checkpoint
+from helpers import TINY_GPT2, make_hf_gpt2_checkpoint, run_render
 from safetensors.torch import load_file, save_file
 
 import render
@@ -26,14 +26,8 @@ from scenes import TEST_CARD, find_scene
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_render(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "render.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_render_slow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_render(*args, cwd=cwd, timeout=300)  # the model is loaded before failing
 
 
 @pytest.mark.parametrize(
@@ -50,7 +44,7 @@ def run_render(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     ],
 )
 def test_bad_parameters_through_the_render_commands_are_one_line(tmp_path, args, message):
-    result = run_render("--media-dir", str(tmp_path / "media"), *args, cwd=tmp_path)
+    result = run_render_slow("--media-dir", str(tmp_path / "media"), *args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1 and message in lines[0], lines
@@ -59,7 +53,7 @@ def test_bad_parameters_through_the_render_commands_are_one_line(tmp_path, args,
 
 def test_a_media_dir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "media").write_text("not a folder")
-    result = run_render("--media-dir", str(tmp_path / "media"), "render", "Hook", cwd=tmp_path)
+    result = run_render_slow("--media-dir", str(tmp_path / "media"), "render", "Hook", cwd=tmp_path)
     assert result.returncode == 2
     assert "is a file, not a folder" in result.stderr and len(result.stderr.splitlines()) == 1
 
@@ -222,6 +216,6 @@ def test_bad_outputs_and_numbers_on_the_commands_are_one_line(tmp_path, args, me
 
 
 def test_data_save_into_a_folder_is_one_line(tmp_path):
-    result = run_render("data", "CacheSizePerToken", "--save", str(tmp_path), cwd=tmp_path)
+    result = run_render_slow("data", "CacheSizePerToken", "--save", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2
     assert "is a folder; give a file name" in result.stderr

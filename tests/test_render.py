@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pysubs2
 import pytest
+from helpers import run_render
 
 import render
 from mla_core.narration import PAUSE_AFTER_SPEECH, speak
@@ -22,17 +23,6 @@ from mla_core.scene_data.params import load_params
 from scenes import STORY, TEST_CARD
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_render(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """render.py as a user runs it, from a directory that is not the repository."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "render.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_list_prints_the_story_order_from_any_directory(tmp_path):

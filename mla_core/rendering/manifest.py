@@ -10,6 +10,7 @@ from pathlib import Path
 from mla_core.atomic import write_text_atomically
 from mla_core.rendering.manim_job import MANIM_CFG, REPO
 from mla_core.rendering.quality import Quality
+from mla_core.rendering.video_file import count_packets
 from mla_core.scene_data.params import VideoParams
 
 
@@ -70,8 +71,7 @@ def video_frames(path: Path) -> int | None:
     import av
 
     try:
-        with av.open(str(path)) as container:
-            return sum(1 for packet in container.demux(video=0) if packet.size)
+        return count_packets(path)
     except (av.FFmpegError, OSError, IndexError, ValueError):
         return None
 
