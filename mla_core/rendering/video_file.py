@@ -108,13 +108,14 @@ def _sound_track(inputs: Sequence[Path], seconds: Sequence[float]):
     import av
     import numpy as np
 
-    if not any(_has_audio(p) for p in inputs):
+    has_audio = [_has_audio(p) for p in inputs]
+    if not any(has_audio):
         return None
     pieces = []
-    for path, length in zip(inputs, seconds, strict=True):
+    for path, length, audible in zip(inputs, seconds, has_audio, strict=True):
         n = round(length * SAMPLE_RATE)
         samples = np.zeros(n, dtype=np.float32)
-        if _has_audio(path):
+        if audible:
             resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
             decoded = []
             with av.open(str(path)) as container:
