@@ -184,20 +184,23 @@ class HeadScores:
 def measure_head_scores(
     model, repeat_tokens: int = 40, n_sequences: int = 4, seed: int = 0
 ) -> HeadScores:
-    """Score every head of a GPT-2 (`mla_core.models.gpt2.GPT2`) with the four measures above."""
-    from mla_core.analysis.capture import capture_attention
+    """Score every head of a GPT-2 (`mla_core.models.gpt2.GPT2`) or of a DeepSeek-style model
+    (`mla_core.models.deepseek.DeepSeekModel`, its MLA heads on the naive path) with the four
+    measures above."""
+    from mla_core.analysis.capture import capture_attention, context_length
 
     if repeat_tokens < 2 or n_sequences < 1:
         raise UserError(
             f"need at least 2 repeated tokens and 1 sequence, got {repeat_tokens}, {n_sequences}"
         )
-    if 2 * repeat_tokens + 1 > model.config.n_ctx:
+    n_ctx = context_length(model.config)
+    if 2 * repeat_tokens + 1 > n_ctx:
         raise UserError(
             f"{2 * repeat_tokens + 1} tokens (2 x {repeat_tokens} + BOS) exceed the model's "
-            f"context of {model.config.n_ctx}"
+            f"context of {n_ctx}"
         )
     # BOS + the reference text, cut to the model's context if it is shorter (tiny test models)
-    text_ids = [ENDOFTEXT_ID, *gpt2_tokenizer().encode(REFERENCE_TEXT)][: model.config.n_ctx]
+    text_ids = [ENDOFTEXT_ID, *gpt2_tokenizer().encode(REFERENCE_TEXT)][:n_ctx]
     text = capture_attention(model, text_ids, bos=False, top_k=1)
     duplicate, induction = [], []
     for i in range(n_sequences):

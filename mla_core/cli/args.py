@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mla_core.loading.weights import WeightsSource
+    from mla_core.models.deepseek import DeepSeekModel
     from mla_core.models.gpt2 import GPT2
 
 
@@ -49,3 +50,25 @@ def gpt2_from_args(args: argparse.Namespace) -> tuple[GPT2, WeightsSource]:
     from mla_core.loading.weights import load_gpt2
 
     return load_gpt2(args.weights, download=args.download, device=args.device)
+
+
+def gpt2_or_deepseek_from_args(
+    args: argparse.Namespace,
+) -> tuple[GPT2 | DeepSeekModel, WeightsSource]:
+    """Like `gpt2_from_args`, but --weights DIR may also be a DeepSeek-V3 folder (its
+    config.json says model_type "deepseek_v3"): then the DeepSeek-style model is loaded."""
+    from pathlib import Path
+
+    if args.weights is not None and (Path(args.weights) / "config.json").is_file():
+        from mla_core.models.configs import load_config_json
+
+        config = load_config_json(Path(args.weights) / "config.json")
+        if config.get("model_type") == "deepseek_v3":
+            from mla_core.loading.deepseek_folder import load_deepseek_model
+            from mla_core.loading.weights import WeightsSource, check_device, verified_sha256
+
+            model = load_deepseek_model(args.weights, device=check_device(args.device))
+            path = Path(args.weights).resolve()
+            description = f"--weights {path} (a DeepSeek-style MLA model, DeepSeek-V3 layout)"
+            return model, WeightsSource("weights-arg", path, description, verified_sha256(path))
+    return gpt2_from_args(args)

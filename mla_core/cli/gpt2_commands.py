@@ -9,6 +9,7 @@ from mla_core.atomic import check_output_file
 from mla_core.cli.args import (
     add_model_source_args,
     gpt2_from_args,
+    gpt2_or_deepseek_from_args,
     print_json,
 )
 from mla_core.cli.mla_commands import mla_attention_capture
@@ -177,7 +178,8 @@ def add_heads(sub: argparse._SubParsersAction) -> None:
         "heads",
         help="score every attention head: previous-token, first-token, duplicate, induction",
         description="Measure what each head attends to (see mla_core.analysis.head_scores) and "
-        "name the most typical head of each kind.",
+        "name the most typical head of each kind. --weights may also name a DeepSeek-V3 folder "
+        "(e.g. assets/models/demo-mla): its MLA heads are scored.",
     )
     add_model_source_args(p)
     p.add_argument("--repeat-tokens", type=int, default=40, help="random tokens per half")
@@ -190,7 +192,7 @@ def add_heads(sub: argparse._SubParsersAction) -> None:
 def _run_heads(args: argparse.Namespace) -> int:
     from mla_core.analysis.head_scores import format_table, measure_head_scores, typical_heads
 
-    model, source = gpt2_from_args(args)
+    model, source = gpt2_or_deepseek_from_args(args)
     scores = measure_head_scores(model, args.repeat_tokens, args.sequences, args.seed)
     picks = typical_heads(scores)
     if args.json:
