@@ -11,6 +11,10 @@ Three kinds, each a dataclass of plain float32 arrays (no torch, no Manim):
 - `gpt2_latent_cache_steps(...)` / `deepseek_cache_steps(...)`: the latent cache of one
   layer after the prompt and after every generated token.
 
+The DeepSeek functions also take a whole `DeepSeekModel`, or None for the default one
+(`loading.deepseek_folder.default_deepseek_model`: the trained demo MLA model in
+`assets/models/demo-mla/` when it is there, else the seeded, untrained deepseek-tiny).
+
 Shapes: T tokens, C = n_embd (hidden), r = d_c (the latent), D = head width, d_R = RoPE width.
 """
 
@@ -26,7 +30,7 @@ import torch
 from mla_core import atomic
 from mla_core.analysis.capture import AttentionCapture, capture_attention, prompt_token_ids
 from mla_core.errors import UserError, check_layer_head
-from mla_core.loading.tokenizer import gpt2_tokenizer
+from mla_core.loading.tokenizer import VOCAB_SIZE, gpt2_tokenizer
 from mla_core.models.attention import causal_softmax
 from mla_core.models.deepseek import DeepSeekModel
 from mla_core.models.gpt2 import GPT2
@@ -257,11 +261,41 @@ class DeepSeekLatentHead:
     pattern: np.ndarray  # (T, T)
 
 
+def _deepseek_model(model: DeepSeekModel | None) -> DeepSeekModel:
+    """`model`, or the default DeepSeek-style model when None (see the module docstring)."""
+    from mla_core.loading.deepseek_folder import default_deepseek_model
+
+    return default_deepseek_model() if model is None else model
+
+
+def _deepseek_tokens(model: DeepSeekModel, ids: list[int]) -> list[str]:
+    """Tokens as text: GPT-2 pieces for a model with GPT-2's vocabulary, else the ids."""
+    if model.config.vocab_size == VOCAB_SIZE:
+        return gpt2_tokenizer().display_tokens(ids)
+    return [str(i) for i in ids]
+
+
 @torch.no_grad()
 def deepseek_latent_head(
-    attn: MultiHeadLatentAttention, hidden: torch.Tensor, head: int
+    attn: MultiHeadLatentAttention | DeepSeekModel | None,
+    hidden: torch.Tensor | str | list[int],
+    head: int,
+    layer: int = 0,
 ) -> DeepSeekLatentHead:
-    """Everything one head of a DeepSeek MLA layer computes on hidden states (T, C)."""
+    """Everything one head of a DeepSeek MLA layer computes on hidden states (T, C).
+
+    `attn` is one MLA layer, or a whole model (None: the default model, see the module
+    docstring) whose layer `layer` is used; with a model, `hidden` may also be a prompt (text
+    or token ids), and the hidden states are what that layer's attention sees on it.
+    """
+    if not isinstance(attn, MultiHeadLatentAttention):
+        model = _deepseek_model(attn)
+        check_layer_head(layer, head, model.config.n_layers, model.config.n_heads)
+        if not isinstance(hidden, torch.Tensor):
+            hidden = deepseek_layer_input(model, prompt_token_ids(hidden, model.config), layer)
+        attn = model.blocks[layer].attn
+    elif not isinstance(hidden, torch.Tensor):
+        raise UserError("a single MLA layer needs hidden states; pass the model to use a prompt")
     cfg = attn.config
     check_layer_head(0, head, 1, cfg.n_heads)
     if hidden.dim() == 2:
@@ -314,7 +348,7 @@ def deepseek_layer_input(model: DeepSeekModel, token_ids: list[int], layer: int)
     attn = model.blocks[layer].attn
     hook = attn.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
     try:
-        model(torch.tensor([token_ids]))
+        model(torch.tensor([token_ids], device=model.embed.weight.device))
     finally:
         hook.remove()
     return inputs[0][0]
@@ -322,15 +356,23 @@ def deepseek_layer_input(model: DeepSeekModel, token_ids: list[int], layer: int)
 
 @torch.no_grad()
 def deepseek_cache_steps(
-    model: DeepSeekModel, token_ids: list[int], n_new: int, layer: int, absorb: bool = True
+    model: DeepSeekModel | None,
+    token_ids: str | list[int],
+    n_new: int,
+    layer: int,
+    absorb: bool = True,
 ) -> list[CacheStep]:
-    """Greedy generation with the small DeepSeek model: the latent cache after every pass.
+    """Greedy generation with a DeepSeek-style model: the latent cache after every pass.
 
-    DeepSeek has no tokenizer here: `tokens` are the ids written as text.
+    `model` None is the default model (see the module docstring). `token_ids` may be text
+    for a model with GPT-2's vocabulary, whose tokens are then shown as GPT-2 pieces; any
+    other model's tokens are its ids written as text.
     """
+    model = _deepseek_model(model)
     check_layer_head(layer, 0, model.config.n_layers, model.config.n_heads)
     if n_new < 1:
         raise UserError(f"n_new={n_new} must be >= 1")
+    token_ids = prompt_token_ids(token_ids, model.config)
     rows: list[tuple[np.ndarray, np.ndarray]] = []  # the layer's c_kv and k_rope after each pass
     _, steps, _ = generate(
         model,
@@ -343,9 +385,9 @@ def deepseek_cache_steps(
     return [
         CacheStep(
             token_ids=step.fed_ids,
-            tokens=[str(i) for i in step.fed_ids],
+            tokens=_deepseek_tokens(model, step.fed_ids),
             next_token_id=step.token_id,
-            next_token=str(step.token_id),
+            next_token=_deepseek_tokens(model, [step.token_id])[0],
             n_cached=step.n_cached,
             c_kv=c_kv,
             k_rope=k_rope,
