@@ -7,7 +7,8 @@ q = [q_C ; q_R] per head and ONE RoPE key k_R per token shared by all heads; the
 is absorbed as before, the RoPE part is a small extra dot product, and naive == absorbed.
 Last, what is cached per token and layer: c_KV plus k_R (DeepSeek-V3: 512 + 64), and why
 GPT-2's converted form needed none of this (learned positions, no RoPE).
-Data: `mla_core.scene_data.decoupled_rope` (a small DeepSeek-style model, seed 0, untrained).
+Data: `mla_core.scene_data.decoupled_rope` (the project's small trained DeepSeek-style model;
+without it, a seeded untrained one).
 """
 
 from __future__ import annotations
@@ -135,10 +136,16 @@ class DecoupledRope(VideoScene):
         n_heads, n_tokens = q_rope.shape[0], k_rope.shape[1]
 
         heading = title("Decoupled RoPE: position gets its own small key")
-        source = caption(
-            f"small DeepSeek-style model ({n_heads} heads), randomly initialised "
-            f"(seed {data['seed']}), untrained: the rotation maths needs no training"
-        )
+        if data.get("trained"):
+            source = caption(
+                f"the project's small DeepSeek-style model ({n_heads} heads, trained here), "
+                f"layer {data['layer']}, on the video's prompt"
+            )
+        else:
+            source = caption(
+                f"small DeepSeek-style model ({n_heads} heads), randomly initialised "
+                f"(seed {data['seed']}), untrained: the rotation maths needs no training"
+            )
 
         # --- 1. a rotation in the middle cannot be folded
         rotated_eq = colored_math(ROTATED_PARTS, size=BODY_SIZE + 2)
@@ -521,7 +528,7 @@ class DecoupledRope(VideoScene):
             self.wait(3)
 
         self.shown_numbers = {
-            "model": f"{cfg['name']}, seed {data['seed']}, untrained",
+            "model": data.get("model_name", f"{cfg['name']}, seed {data['seed']}, untrained"),
             "head": head,
             "position_pairs": [list(p) for p in pairs],
             "pair_scores": [fmt_float(s, DIGITS) for s in pair_scores],

@@ -174,14 +174,25 @@ def scene_data(tiny_gpt2_dir, tmp_path_factory):
     return sd.data_for_scene("DecoupledRope", params, DataCache(tmp_path_factory.mktemp("sd")))
 
 
+def the_scene_model(d) -> DeepSeekModel:
+    """The model the scene draws, loaded on its own: the demo MLA folder (its loader is
+    checked against transformers in test_deepseek_folder.py) or the seeded deepseek-tiny."""
+    from mla_core.loading.deepseek_folder import DEMO_MLA_DIR, load_deepseek_model
+
+    if d["trained"]:
+        return load_deepseek_model(DEMO_MLA_DIR).double()
+    return DeepSeekModel(DEEPSEEK_TINY, seed=d["seed"]).double()
+
+
 def test_scene_data_folds_are_the_explicit_products(scene_data):
     d = scene_data
-    cfg = DEEPSEEK_TINY
-    model = DeepSeekModel(cfg, seed=d["seed"]).double()
-    w_uq_all = model.blocks[0].attn.w_uq.weight.detach().numpy()
+    model = the_scene_model(d)
+    cfg, attn = model.config, model.blocks[0].attn
+    w_q = attn.w_q if cfg.q_lora_rank is None else attn.w_uq  # W_Q, or W_UQ after W_DQ
+    w_uq_all = w_q.weight.detach().numpy()
     start = d["head"] * cfg.qk_head_dim
     w_uq = w_uq_all[start : start + cfg.qk_nope_head_dim]
-    w_kvb = model.blocks[0].attn.wkv_b.weight.detach().numpy()
+    w_kvb = attn.wkv_b.weight.detach().numpy()
     start = d["head"] * (cfg.qk_nope_head_dim + cfg.v_head_dim)
     w_uk = w_kvb[start : start + cfg.qk_nope_head_dim]
     freqs = rope_frequencies(content_rope_config(cfg)).double().numpy()  # YaRN, d_nope wide
@@ -198,8 +209,9 @@ def test_scene_data_folds_are_the_explicit_products(scene_data):
 
 def test_scene_data_shared_key_rows_and_cache(scene_data):
     d = scene_data
+    cfg = the_scene_model(d).config
     k = d["k_rope_heads"]
-    assert k.shape[0] == DEEPSEEK_TINY.n_heads
+    assert k.shape[0] == cfg.n_heads
     for h in range(1, k.shape[0]):
         np.testing.assert_array_equal(k[h], k[0])
     np.testing.assert_allclose(d["absorbed_row"], d["content_row"] + d["rope_row"], atol=1e-15)
@@ -209,13 +221,13 @@ def test_scene_data_shared_key_rows_and_cache(scene_data):
     q = d["q_rope_heads"][d["head"]]
     np.testing.assert_allclose(d["rope_row"], k[0] @ q * d["softmax_scale"], atol=1e-6)
     # the cache per token and layer: d_c + d_R, from the configs and the live cache
-    tiny = DEEPSEEK_TINY.kv_lora_rank + DEEPSEEK_TINY.qk_rope_head_dim
-    assert d["cache_per_token_layer"] == d["live_cache_per_token_layer"] == tiny == 26
+    small = cfg.kv_lora_rank + cfg.qk_rope_head_dim
+    assert d["cache_per_token_layer"] == d["live_cache_per_token_layer"] == small
     v3 = builtin_config("deepseek-v3")
     real = d["real_config"]
     assert real["per_token_layer"] == v3.kv_lora_rank + v3.qk_rope_head_dim == 576
     assert (real["kv_lora_rank"], real["qk_rope_head_dim"]) == (512, 64)
-    assert "untrained" in d["provenance"]["model"]
+    assert ("trained by this project" if d["trained"] else "untrained") in d["provenance"]["model"]
 
 
 def test_scene_data_is_deterministic(scene_data):

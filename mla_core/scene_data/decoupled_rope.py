@@ -1,9 +1,10 @@
 """DecoupledRope: a rotation between W_UQ and W_UK breaks absorption; a separate RoPE key fixes it.
 
-Drawn from a small DeepSeek-style model (`models.configs.DEEPSEEK_TINY`: query compression,
-YaRN RoPE), randomly initialised with a fixed seed and untrained: the rotation maths needs
-no training. Everything is computed in float64 (the model built in float32, then converted).
-The input is a fixed sequence of random token ids (this model has no tokenizer).
+Drawn from the project's small trained DeepSeek-style model (`assets/models/demo-mla`, read
+through `loading.deepseek_folder.default_deepseek_model`) on the video's prompt. Without that
+folder it falls back to `models.configs.DEEPSEEK_TINY`, randomly initialised with a fixed seed
+and untrained (the rotation maths needs no training), on a fixed sequence of random token ids.
+Everything is computed in float64 (the model loaded in float32, then converted).
 
 1. If RoPE rotated the content query and key, the folded matrix W_UQ^T R_m^T R_n W_UK of one
    head would differ between two position pairs, and so would the score of the same two
@@ -24,6 +25,7 @@ import torch
 from mla_core.analysis.cache_size import dims_from_config, elements_per_token_per_layer
 from mla_core.analysis.decoupled_rope import decoupled_scores, query_latent_input, rotated_fold
 from mla_core.analysis.latent_heads import deepseek_latent_head, deepseek_layer_input
+from mla_core.errors import UserError
 from mla_core.models.configs import DEEPSEEK_TINY, builtin_config
 from mla_core.models.deepseek import DeepSeekModel
 from mla_core.scene_data.inputs import SceneInputs
@@ -37,6 +39,36 @@ POSITION_PAIRS = ((2, 0), (7, 0))  # (query position m, key position n), same tw
 REAL_CONFIG = "deepseek-v3"
 
 
+def cache_inputs(inputs: SceneInputs) -> dict:
+    """The demo MLA model's weights (a retrained model must not be drawn from old data)."""
+    from mla_core.loading.deepseek_folder import DEMO_MLA_DIR
+    from mla_core.loading.weights import sha256_of_file
+
+    weights = DEMO_MLA_DIR / "model.safetensors"
+    return {"demo_mla_weights": sha256_of_file(weights) if weights.is_file() else None}
+
+
+def scene_model(inputs: SceneInputs | None) -> tuple[DeepSeekModel, list[int], str]:
+    """(model in float64, token ids, what the model is): the demo MLA model on the first
+    N_TOKENS tokens of the video's prompt, else the seeded untrained deepseek-tiny on random
+    ids."""
+    from mla_core.loading.deepseek_folder import DEMO_MLA_DIR, demo_mla_model
+
+    if DEMO_MLA_DIR.is_dir():
+        from mla_core.loading.tokenizer import gpt2_tokenizer
+
+        model = demo_mla_model().double().eval()
+        prompt = inputs.params.prompt if inputs is not None else " The American flag is red"
+        ids = gpt2_tokenizer().encode(prompt)[:N_TOKENS]
+        if len(ids) < 2:
+            raise UserError(f"prompt={prompt!r} needs at least 2 tokens for this scene")
+        return model, ids, f"{DEMO_MLA_DIR.name}: trained by this project"
+    model = DeepSeekModel(DEEPSEEK_TINY, seed=SEED).double().eval()
+    generator = torch.Generator().manual_seed(SEED)
+    ids = torch.randint(0, DEEPSEEK_TINY.vocab_size, (N_TOKENS,), generator=generator).tolist()
+    return model, ids, f"{DEEPSEEK_TINY.name}: randomly initialised (seed {SEED}), untrained"
+
+
 def decoupled_rope(inputs: SceneInputs) -> SceneData:
     """Arrays (T tokens, H heads): c_q, c_kv (the two content vectors of step 1);
     fold_plain, fold_a, fold_b [d'_c, d_c] (W_UQ^T W_UK, and with R_m^T R_n between for each
@@ -44,19 +76,17 @@ def decoupled_rope(inputs: SceneInputs) -> SceneData:
     k_rope_heads [H, T, d_R] (the RoPE key each head uses: one and the same); rope_row,
     content_row, naive_row, absorbed_row [T] (the last query of the shown head against every
     key, scaled)."""
-    del inputs  # this scene draws the small DeepSeek-style model, not the video's GPT-2
-    config = DEEPSEEK_TINY
-    model = DeepSeekModel(config, seed=SEED).double().eval()
-    generator = torch.Generator().manual_seed(SEED)
-    ids = torch.randint(0, config.vocab_size, (N_TOKENS,), generator=generator).tolist()
+    model, ids, model_name = scene_model(inputs)
+    config = model.config
+    n_tokens = len(ids)
     hidden = deepseek_layer_input(model, ids, LAYER)  # (T, C)
     attn = model.blocks[LAYER].attn
-    query, key = N_TOKENS - 1, 0
+    query, key = n_tokens - 1, 0
 
     # 1. RoPE on the content part (what DeepSeek avoids)
     with torch.no_grad():
         c_q = query_latent_input(attn, hidden)[query]  # (d'_c,)
-        c_kv, _ = attn.latents(hidden[None], torch.zeros(N_TOKENS, config.qk_rope_head_dim // 2))
+        c_kv, _ = attn.latents(hidden[None], torch.zeros(n_tokens, config.qk_rope_head_dim // 2))
     c_kv = c_kv[0, key]
     plain = rotated_fold(attn, HEAD, c_q, c_kv, 0, 0)  # m == n: no rotation left
     folds = [rotated_fold(attn, HEAD, c_q, c_kv, m, n) for m, n in POSITION_PAIRS]
@@ -102,6 +132,8 @@ def decoupled_rope(inputs: SceneInputs) -> SceneData:
                 "qk_rope_head_dim": config.qk_rope_head_dim,
             },
             "seed": SEED,
+            "trained": not model_name.startswith(DEEPSEEK_TINY.name),
+            "model_name": model_name,
             "layer": LAYER,
             "head": HEAD,
             "query_index": query,
@@ -123,7 +155,7 @@ def decoupled_rope(inputs: SceneInputs) -> SceneData:
                 "n_heads": real.n_heads,
             },
             "provenance": {
-                "model": f"{config.name}: randomly initialised (seed {SEED}), untrained",
+                "model": model_name,
                 "token_ids": ids,
                 "dtype": "float64",
                 "computed_by": "mla_core.analysis.decoupled_rope, analysis.latent_heads",
