@@ -96,3 +96,28 @@ def run_render(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
+
+
+# A made-up corpus for tiny training runs (test_train, test_ablation).
+
+WORDS = (
+    "the river town hill road north south market stone bridge school valley farm wheat "
+    "apple station museum spring water old new small large year family people"
+).split()
+
+
+def made_up_documents(n_docs: int = 60) -> list:
+    """Seeded sentences of common words: enough text for a few steps, no corpus package."""
+    import numpy as np
+
+    from mla_core.loading.corpus import Document
+
+    rng = np.random.default_rng(0)
+    docs = []
+    for i in range(n_docs):
+        sentences = [
+            " ".join(rng.choice(WORDS, size=int(rng.integers(5, 12)))).capitalize() + "."
+            for _ in range(int(rng.integers(3, 8)))
+        ]
+        docs.append(Document(title=f"Document {i:03d}", text=" ".join(sentences)))
+    return docs

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import made_up_documents
 
 from mla_core.train.batches import (
     REPEAT_SPAN,
@@ -148,26 +149,6 @@ def test_bad_training_flags_are_one_line_errors(flags, message, capsys) -> None:
 
 
 # --- one whole (tiny) run, on a made-up corpus -------------------------------------------
-
-WORDS = (
-    "the river town hill road north south market stone bridge school valley farm wheat "
-    "apple station museum spring water old new small large year family people"
-).split()
-
-
-def made_up_documents(n_docs: int = 60) -> list:
-    """Seeded sentences of common words: enough text for a few steps, no corpus package."""
-    from mla_core.loading.corpus import Document
-
-    rng = np.random.default_rng(0)
-    docs = []
-    for i in range(n_docs):
-        sentences = [
-            " ".join(rng.choice(WORDS, size=int(rng.integers(5, 12)))).capitalize() + "."
-            for _ in range(int(rng.integers(3, 8)))
-        ]
-        docs.append(Document(title=f"Document {i:03d}", text=" ".join(sentences)))
-    return docs
 
 
 def test_a_tiny_run_writes_a_verified_model_folder(tmp_path, monkeypatch, capsys) -> None:

@@ -110,6 +110,76 @@ class DeepSeekConfig:
             )
 
 
+@dataclass(frozen=True)
+class GroupedQueryConfig:
+    """A DeepSeek-style decoder whose attention is grouped-query attention."""
+
+    name: str
+    hidden_size: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    intermediate_size: int
+    max_seq_len: int
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+
+
+# The attention ablation (`mla_core.models.ablation`, `python -m mla_core ablation`): four
+# small DeepSeek-style models that differ only in their attention.
+ABLATION_KINDS = ("mha", "gqa", "mqa", "mla")
+
+
+@dataclass(frozen=True)
+class AblationShape:
+    """What the four models share, and each kind's own attention widths."""
+
+    n_layers: int = 4
+    hidden_size: int = 128
+    n_heads: int = 4  # query heads of every kind
+    head_dim: int = 32  # d_h of MHA/GQA/MQA queries, keys and values
+    n_ctx: int = 128
+    vocab_size: int = 50257  # the GPT-2 tokenizer
+    gqa_kv_heads: int = 2
+    kv_lora_rank: int = 64  # MLA d_c
+    qk_nope_head_dim: int = 32  # MLA per-head content key/query width
+    qk_rope_head_dim: int = 16  # MLA d_R: the shared RoPE key and each head's RoPE query
+    v_head_dim: int = 32  # MLA per-head value width
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    mlp_multiple: int = 8  # SwiGLU widths are multiples of this
+
+    @property
+    def mha_intermediate_size(self) -> int:
+        """The SwiGLU width of the MHA model, the reference the others are matched to."""
+        return 4 * self.hidden_size
+
+    def __post_init__(self) -> None:
+        for name in (
+            "n_layers",
+            "hidden_size",
+            "n_heads",
+            "head_dim",
+            "n_ctx",
+            "vocab_size",
+            "kv_lora_rank",
+            "qk_nope_head_dim",
+            "v_head_dim",
+            "mlp_multiple",
+        ):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.head_dim % 2:
+            raise UserError(f"head_dim={self.head_dim} must be even (RoPE rotates pairs)")
+        if self.qk_rope_head_dim < 2 or self.qk_rope_head_dim % 2:
+            raise UserError(f"qk_rope_head_dim={self.qk_rope_head_dim} must be even and >= 2")
+        if not 1 <= self.gqa_kv_heads <= self.n_heads or self.n_heads % self.gqa_kv_heads:
+            raise UserError(f"gqa_kv_heads={self.gqa_kv_heads} must divide n_heads={self.n_heads}")
+
+
 # The official DeepSeek inference code turns YaRN on only when max_seq_len exceeds the
 # original 4096; its shipped configs leave max_seq_len at 4 * 4096 = 16384.
 _DEEPSEEK_YARN = YarnScaling(factor=40.0, original_seq_len=4096, beta_fast=32, beta_slow=1)

@@ -30,26 +30,56 @@ class SwiGLU(nn.Module):
         return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
 
 
-class DeepSeekBlock(nn.Module):
+class PreNormBlock(nn.Module):
+    """h + attn(RMSNorm(h)), then h + MLP(RMSNorm(h)), for any attention module `attn`.
+
+    Extra forward arguments (MLA's cache and path) are passed on to the attention.
+    """
+
+    def __init__(self, attn: nn.Module, hidden_size: int, mlp_size: int, eps: float) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(hidden_size, eps)
+        self.attn = attn
+        self.mlp_norm = RMSNorm(hidden_size, eps)
+        self.mlp = SwiGLU(hidden_size, mlp_size)
+
+    def forward(self, h: torch.Tensor, *attn_args) -> torch.Tensor:
+        h = h + self.attn(self.attn_norm(h), *attn_args)
+        return h + self.mlp(self.mlp_norm(h))
+
+
+class DeepSeekBlock(PreNormBlock):
     """h + MLA(RMSNorm(h)), then h + MLP(RMSNorm(h))."""
 
     def __init__(self, config: DeepSeekConfig, layer_index: int, absorb: bool) -> None:
-        super().__init__()
-        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.attn = MultiHeadLatentAttention(config, layer_index, absorb)
-        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = SwiGLU(config.hidden_size, intermediate_size(config))
+        super().__init__(
+            MultiHeadLatentAttention(config, layer_index, absorb),
+            config.hidden_size,
+            intermediate_size(config),
+            config.rms_norm_eps,
+        )
 
     def forward(
         self, h: torch.Tensor, cache: LatentCache | None, absorb: bool | None
     ) -> torch.Tensor:
-        h = h + self.attn(self.attn_norm(h), cache, absorb)
-        return h + self.mlp(self.mlp_norm(h))
+        return super().forward(h, cache, absorb)
 
 
 def intermediate_size(config: DeepSeekConfig) -> int:
     """The dense MLP width (config value, or 4 * hidden when the config leaves it at 0)."""
     return config.intermediate_size or 4 * config.hidden_size
+
+
+@torch.no_grad()
+def init_normal(model: nn.Module, seed: int, std: float = 0.02) -> None:
+    """Every parameter ~ N(0, std^2) from one generator seeded with `seed`, in the order of
+    `named_parameters`; the RMSNorm gains are set to 1 instead."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if name.endswith("norm.weight"):
+            param.fill_(1.0)
+        else:
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
 
 
 class DeepSeekModel(nn.Module):
@@ -70,15 +100,9 @@ class DeepSeekModel(nn.Module):
         )
         self.init_weights(seed)
 
-    @torch.no_grad()
     def init_weights(self, seed: int, std: float = 0.02) -> None:
         """Matrices ~ N(0, std^2) from one seeded generator; norm gains 1."""
-        generator = torch.Generator().manual_seed(seed)
-        for name, param in self.named_parameters():
-            if name.endswith("norm.weight"):
-                param.fill_(1.0)
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * std)
+        init_normal(self, seed, std)
 
     def new_cache(self) -> LatentCache:
         return LatentCache(self.config.n_layers)

@@ -98,6 +98,11 @@ class MultiHeadLatentAttention(nn.Module):
         self.wkv_b = nn.Linear(self.d_c, self.n_heads * (self.d_nope + self.d_v), bias=False)
         self.w_o = nn.Linear(self.n_heads * self.d_v, config.hidden_size, bias=False)
 
+    @property
+    def cache_numbers_per_token(self) -> int:
+        """Numbers the latent cache keeps per token for this layer: c_KV and k_rope."""
+        return self.d_c + self.d_rope
+
     # --- the up-projections, viewed per head ------------------------------------------
 
     @property

@@ -63,10 +63,18 @@ def yarn_ramp_range(dim: int, theta: float, yarn: YarnScaling) -> tuple[int, int
     return max(low, 0), min(high, dim - 1)
 
 
+def pair_frequencies(dim: int, theta: float = 10000.0) -> torch.Tensor:
+    """Plain RoPE: angle per position step of each of the dim / 2 pairs, theta^(-2i/dim),
+    float32, shape (dim / 2,)."""
+    if dim % 2:
+        raise UserError(f"RoPE dimension {dim} must be even")
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+
+
 def rope_frequencies(config: DeepSeekConfig) -> torch.Tensor:
     """Angle per position step for each of the d_R / 2 pairs, float32, shape (d_R / 2,)."""
     dim = config.qk_rope_head_dim
-    freqs = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    freqs = pair_frequencies(dim, config.rope_theta)
     if yarn_is_active(config):
         low, high = yarn_ramp_range(dim, config.rope_theta, config.yarn)
         if high == low:

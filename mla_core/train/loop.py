@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mla_core.models.configs import GPT2Config
 from mla_core.models.gpt2 import GPT2
@@ -18,10 +19,10 @@ from mla_core.train.batches import batch_for_step, sinusoidal_positions
 from mla_core.train.checkpoints import load_checkpoint, save_checkpoint
 from mla_core.train.losses import validation_loss
 from mla_core.train.model_folder import write_model_folder
-from mla_core.train.settings import TrainSettings, learning_rate
+from mla_core.train.settings import OptimizerSettings, TrainSettings, learning_rate
 
 
-def build_optimizer(model: GPT2, s: TrainSettings) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, s: OptimizerSettings) -> torch.optim.AdamW:
     """AdamW; weight decay on the matrices (and the embeddings), not on biases or LayerNorms."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -34,7 +35,7 @@ def build_optimizer(model: GPT2, s: TrainSettings) -> torch.optim.AdamW:
     )
 
 
-def training_loss_function(model: GPT2, device: str, autocast_dtype, compile_step: bool):
+def training_loss_function(model: nn.Module, device: str, autocast_dtype, compile_step: bool):
     """The loss of one batch: forward (under autocast) and cross-entropy kept in float32.
 
     With `compile_step`, forward and loss are compiled as one graph, so the 50,257-wide logits
@@ -49,6 +50,27 @@ def training_loss_function(model: GPT2, device: str, autocast_dtype, compile_ste
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
     return torch.compile(loss_of) if compile_step else loss_of
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step_loss,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    lr: float,
+    grad_clip: float,
+) -> torch.Tensor:
+    """One training step at learning rate `lr`: the batch's loss, its gradients, clipped to
+    norm `grad_clip`, and the AdamW update. Returns the loss (before the update)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = step_loss(inputs, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss
 
 
 def train(
@@ -108,17 +130,11 @@ def train(
     for step in bar:
         model.train()
         lr = learning_rate(step, s)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         inputs, targets = batch_for_step(
             train_ids, step, s.batch_size, s.n_ctx, s.seed, s.repeat_fraction
         )
         inputs, targets = inputs.to(device), targets.to(device)
-        loss = step_loss(inputs, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-        optimizer.step()
+        loss = optimizer_step(model, optimizer, step_loss, inputs, targets, lr, s.grad_clip)
 
         history["step"].append(step + 1)
         history["train_loss"].append(round(loss.item(), 5))

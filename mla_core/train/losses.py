@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mla_core.models.gpt2 import GPT2
 
@@ -16,13 +17,13 @@ HELDOUT_TOKENS = 512  # "a few hundred tokens" of validation text shipped beside
 
 
 @torch.no_grad()
-def sequence_loss(model: GPT2, ids: list[int] | np.ndarray, n_ctx: int | None = None) -> float:
+def sequence_loss(model: nn.Module, ids: list[int] | np.ndarray, n_ctx: int | None = None) -> float:
     """Mean next-token cross-entropy (nats) over a token sequence, read in n_ctx-token chunks.
 
     Chunk c holds tokens [c*n_ctx, (c+1)*n_ctx) as inputs and predicts the token after each;
     every token but the first is predicted exactly once.
     """
-    n_ctx = n_ctx or model.config.n_ctx
+    n_ctx = n_ctx or model.config.n_ctx  # GPT-2's config; other models pass n_ctx
     ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -37,7 +38,9 @@ def sequence_loss(model: GPT2, ids: list[int] | np.ndarray, n_ctx: int | None = 
 
 
 @torch.no_grad()
-def validation_loss(model: GPT2, val_ids: np.ndarray, n_ctx: int, max_windows: int = 0) -> float:
+def validation_loss(
+    model: nn.Module, val_ids: np.ndarray, n_ctx: int, max_windows: int = 0
+) -> float:
     """Mean loss over consecutive n_ctx windows of the validation stream (all, or the first N)."""
     n_windows = (len(val_ids) - 1) // n_ctx
     if max_windows:

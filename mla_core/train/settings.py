@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class OptimizerSettings(Protocol):
+    """What the schedule and the optimizer read from a run's settings (any model's run)."""
+
+    steps: int
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    weight_decay: float
+    fused_adamw: bool
 
 
 @dataclass(frozen=True)
@@ -31,9 +43,30 @@ class TrainSettings:
     compile: bool = False  # torch.compile the forward and the loss together (same maths, faster)
 
 
-def learning_rate(step: int, s: TrainSettings) -> float:
+def learning_rate(step: int, s: OptimizerSettings) -> float:
     """Linear warm-up to `lr`, then cosine decay to `min_lr` at the last step."""
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
     progress = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
     return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """How every kind is trained (the demo GPT-2's recipe) and checked."""
+
+    steps: int = 2000
+    batch_size: int = 4
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 1234  # initialisation and the batch of each step, the same for every kind
+    split_seed: int = 1234  # the document split; 1234 is the demo GPT-2's
+    val_fraction: float = 0.03  # the demo GPT-2's
+    eval_every: int = 100  # steps between cheap validation checks (the curve)
+    eval_windows: int = 24  # n_ctx windows per cheap check
+    precision: str = "bf16"  # "bf16" autocast or "fp32"
+    compile: bool = True  # torch.compile forward + loss as one graph
+    fused_adamw: bool = True
