@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mla_core.atomic import write_atomically, write_text_atomically
+from mla_core.atomic import write_text_atomically
 from mla_core.errors import UserError
 from mla_core.models.ablation import (
     KINDS,
@@ -176,7 +176,7 @@ def run_ablation(
     if save_mla is not None:
         if "mla" not in ordered:
             raise UserError("--save-mla needs the mla kind in --kinds")
-        save_mla_model(shape, s, checkpoint_root / "mla", save_mla)
+        save_mla_model(shape, s, checkpoint_root / "mla", save_mla, table)
     return table
 
 
@@ -306,18 +306,18 @@ def check_fingerprint(stored: dict, wanted: dict, where: Path) -> None:
     )
 
 
-def save_mla_model(shape: AblationShape, s: AblationSettings, folder: Path, target: Path) -> None:
-    """The trained MLA model into `target`: model.safetensors (DeepSeekModel.state_dict())
-    and config.json (its DeepSeekConfig), each written atomically."""
-    from safetensors.torch import load_file, save_file
+def save_mla_model(
+    shape: AblationShape, s: AblationSettings, folder: Path, target: Path, table: dict
+) -> None:
+    """The trained MLA model into `target` as a Hugging Face DeepSeek-V3 folder, with its
+    model card, loss curve and training record (`mla_core.train.mla_card`)."""
+    from safetensors.torch import load_file
+
+    from mla_core.train.mla_card import write_demo_mla_folder
 
     model = build_model("mla", shape, s.seed)
     model.load_state_dict(load_file(str(folder / "checkpoint" / "model.safetensors")))
-    target.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_atomically(
-        target / "model.safetensors",
-        lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}),
-    )
-    write_text_atomically(target / "config.json", json.dumps(asdict(model.config), indent=2) + "\n")
+    state = json.loads((folder / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    history = {k: state["history"][k] for k in ("step", "train_loss", "val_step", "val_loss")}
+    write_demo_mla_folder(model, table, history, target)
     print(f"saved the MLA model to {target}", flush=True)
