@@ -354,18 +354,18 @@ def _params(args: argparse.Namespace) -> VideoParams:
     return params
 
 
-def _scene_params(args: argparse.Namespace) -> VideoParams:
-    """The parameters, with weights = "auto" resolved now, once: the answer goes to every
-    scene of this run (this process and its manim processes, through the environment), so
-    a download happens at most once and no manim process ever goes to the network."""
-    params = _params(args)
+def _resolve_auto_weights(args: argparse.Namespace, params: VideoParams) -> None:
+    """Resolve weights = "auto" now, once, after the cheap checks of the command line: the
+    answer goes to every scene of this run (this process and its manim processes, through
+    the environment), so a download happens at most once and no manim process ever goes to
+    the network."""
+    if parse_weights_spec(params.weights) != AUTO:
+        return
     from mla_core.loading.weights import auto_choice_json, resolve_weights
 
-    if parse_weights_spec(params.weights) == AUTO:
-        offline = args.no_download or getattr(args, "no_download_after", False)
-        source = resolve_weights(params.weights, download=False if offline else None)
-        os.environ[AUTO_CHOICE_ENV] = auto_choice_json(source)
-    return params
+    offline = args.no_download or getattr(args, "no_download_after", False)
+    source = resolve_weights(params.weights, download=False if offline else None)
+    os.environ[AUTO_CHOICE_ENV] = auto_choice_json(source)
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -378,9 +378,10 @@ def _run_list(args: argparse.Namespace) -> int:
 
 def _run_render(args: argparse.Namespace) -> int:
     scenes = resolve_scenes(args.scenes)
-    params = _scene_params(args)
+    params = _params(args)
     quality = resolve_quality(params.quality)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(scenes, params)
     render_scenes(scenes, quality, params, args.media_dir.resolve(), args.jobs, args.force)
     return 0
@@ -388,29 +389,32 @@ def _run_render(args: argparse.Namespace) -> int:
 
 def _run_still(args: argparse.Namespace) -> int:
     scenes = resolve_scenes(args.scenes)
-    params = _scene_params(args)
+    params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
     check_output_folder(media, "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(scenes, params)
     render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
     return 0
 
 
 def _run_figures(args: argparse.Namespace) -> int:
-    params = _scene_params(args)
+    params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
     check_output_folder(media, "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(STORY, params)
     render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
     return 0
 
 
 def _run_video(args: argparse.Namespace) -> int:
-    params = _scene_params(args)
+    params = _params(args)
     quality = resolve_quality(params.quality)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(STORY, params)
     build_video(STORY, quality, params, args.media_dir.resolve(), jobs=args.jobs, force=args.force)
     return 0
@@ -425,7 +429,9 @@ def _run_data(args: argparse.Namespace) -> int:
     (scene,) = resolve_scenes([args.scene])
     if args.save is not None:
         check_output_file(args.save, "--save", parents_made=True)
-    data = data_for_scene(scene.name, _scene_params(args))
+    params = _params(args)
+    _resolve_auto_weights(args, params)
+    data = data_for_scene(scene.name, params)
     if args.save is not None:
         meta = json.dumps(data.meta, ensure_ascii=False)
         args.save.parent.mkdir(parents=True, exist_ok=True)
