@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,12 +263,11 @@ def download_gpt2(cache_dir: str | Path | None = None) -> Path:
     retry an unreachable hub for a minute or more). Any failure is a DownloadFailed whose
     message is one line.
     """
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import hf_hub_download, hf_hub_url
 
     endpoint, timeout = hub_endpoint(), hub_timeout()
     try:
-        url = hf_hub_url(DOWNLOAD_REPO_ID, WEIGHTS_FILE, endpoint=endpoint)
-        get_hf_file_metadata(url, timeout=timeout, endpoint=endpoint)
+        _check_hub_answers(hf_hub_url(DOWNLOAD_REPO_ID, WEIGHTS_FILE, endpoint=endpoint), timeout)
         files = [
             Path(
                 hf_hub_download(
@@ -280,11 +280,36 @@ def download_gpt2(cache_dir: str | Path | None = None) -> Path:
             )
             for name in (CONFIG_FILE, WEIGHTS_FILE)
         ]
+    except DownloadFailed:
+        raise
     except Exception as err:  # offline, DNS, proxy, HTTP, disk: all end the same way
         raise DownloadFailed(_why_download_failed(err, timeout)) from None
     if files[0].parent != files[1].parent:
         raise DownloadFailed("the two files came from different commits; try again")
     return files[1].parent
+
+
+def _check_hub_answers(url: str, timeout: float) -> None:
+    """One HEAD request for `url`, without retries, that must be answered within `timeout`
+    seconds all told. It runs in a thread: the name lookup (DNS) is not covered by the HTTP
+    client's timeout, and a machine without network may hang in it for much longer."""
+    from huggingface_hub import get_hf_file_metadata
+
+    failure: list[BaseException] = []
+
+    def head() -> None:
+        try:
+            get_hf_file_metadata(url, timeout=timeout)
+        except BaseException as err:  # handed to the caller below
+            failure.append(err)
+
+    thread = threading.Thread(target=head, name="hub-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():  # left to finish on its own; a daemon thread does not block exit
+        raise DownloadFailed(f"no answer within {timeout:g} s")
+    if failure:
+        raise failure[0]
 
 
 def _why_download_failed(err: Exception, timeout: float) -> str:
