@@ -11,6 +11,9 @@
 
 Scene parameters (prompt, weights, heads, quality...) come from video.toml; override any
 with `--set NAME=VALUE` (repeatable), e.g. `--set prompt=" The cat sat on the"`.
+`weights = "auto"` is resolved once per run, before any manim process starts (it may
+download GPT-2 from the Hugging Face hub; `--no-download` stays offline), and every scene
+uses that answer.
 
 Each scene is rendered by Manim in its own `python -m manim` process, run from the
 repository root with the project's manim.cfg passed explicitly, so this works from any
@@ -46,6 +49,7 @@ from mla_core.atomic import (  # noqa: E402
 )
 from mla_core.cli.args import OneLineArgumentParser  # noqa: E402
 from mla_core.errors import UserError  # noqa: E402
+from mla_core.loading.weights_setting import AUTO, AUTO_CHOICE_ENV, parse_weights_spec  # noqa: E402
 from mla_core.narration import find_voice_engine  # noqa: E402
 from mla_core.rendering.manifest import (  # noqa: E402
     is_up_to_date,
@@ -252,6 +256,11 @@ def build_parser() -> OneLineArgumentParser:
         metavar="NAME=VALUE",
         help=f"override a parameter ({', '.join(PARAM_NAMES)}); repeatable",
     )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help='weights = "auto" never downloads: the Hugging Face cache, else the demo model',
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="scenes in story order")
@@ -273,6 +282,12 @@ def build_parser() -> OneLineArgumentParser:
             default=[],
             metavar="NAME=VALUE",
             help="override a scene parameter (see video.toml); repeatable",
+        )
+        p.add_argument(  # so does --no-download
+            "--no-download",
+            dest="no_download_after",
+            action="store_true",
+            help='weights = "auto" never downloads: the Hugging Face cache, else the demo model',
         )
 
     def add_jobs(p: argparse.ArgumentParser) -> None:
@@ -339,6 +354,20 @@ def _params(args: argparse.Namespace) -> VideoParams:
     return params
 
 
+def _resolve_auto_weights(args: argparse.Namespace, params: VideoParams) -> None:
+    """Resolve weights = "auto" now, once, after the cheap checks of the command line: the
+    answer goes to every scene of this run (this process and its manim processes, through
+    the environment), so a download happens at most once and no manim process ever goes to
+    the network."""
+    if parse_weights_spec(params.weights) != AUTO:
+        return
+    from mla_core.loading.weights import auto_choice_json, resolve_weights
+
+    offline = args.no_download or getattr(args, "no_download_after", False)
+    source = resolve_weights(params.weights, download=False if offline else None)
+    os.environ[AUTO_CHOICE_ENV] = auto_choice_json(source)
+
+
 def _run_list(args: argparse.Namespace) -> int:
     _params(args)  # a bad --set or video.toml is reported here too
     width = max(len(s.name) for s in STORY)
@@ -352,6 +381,7 @@ def _run_render(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(scenes, params)
     render_scenes(scenes, quality, params, args.media_dir.resolve(), args.jobs, args.force)
     return 0
@@ -363,6 +393,7 @@ def _run_still(args: argparse.Namespace) -> int:
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
     check_output_folder(media, "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(scenes, params)
     render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
     return 0
@@ -373,6 +404,7 @@ def _run_figures(args: argparse.Namespace) -> int:
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
     check_output_folder(media, "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(STORY, params)
     render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
     return 0
@@ -382,6 +414,7 @@ def _run_video(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
+    _resolve_auto_weights(args, params)
     check_scene_data(STORY, params)
     build_video(STORY, quality, params, args.media_dir.resolve(), jobs=args.jobs, force=args.force)
     return 0
@@ -396,7 +429,9 @@ def _run_data(args: argparse.Namespace) -> int:
     (scene,) = resolve_scenes([args.scene])
     if args.save is not None:
         check_output_file(args.save, "--save", parents_made=True)
-    data = data_for_scene(scene.name, _params(args))
+    params = _params(args)
+    _resolve_auto_weights(args, params)
+    data = data_for_scene(scene.name, params)
     if args.save is not None:
         meta = json.dumps(data.meta, ensure_ascii=False)
         args.save.parent.mkdir(parents=True, exist_ok=True)
@@ -414,6 +449,7 @@ def _run_data(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    inherited = os.environ.get(AUTO_CHOICE_ENV)
     try:
         return args.handler(args)
     except UserError as err:
@@ -428,6 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:  # this run's answer to weights = "auto" is not the next run's (tests call main)
+        if inherited is None:
+            os.environ.pop(AUTO_CHOICE_ENV, None)
+        else:
+            os.environ[AUTO_CHOICE_ENV] = inherited
 
 
 # --- small helpers --------------------------------------------------------------------------

@@ -20,12 +20,28 @@ Fixtures (session-scoped: built once per test run):
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import SMALL_GPT2, TINY_GPT2, make_hf_gpt2_checkpoint
+
+# No test goes to the Hugging Face hub or reads the user's Hugging Face cache: set before
+# anything imports huggingface_hub, and inherited by every process a test starts, so weights
+# = "auto" goes straight to the demo model without a network attempt (or a timeout to wait
+# for). tests/test_auto_weights.py serves its own hub where it needs one.
+os.environ["HF_HUB_OFFLINE"] = "1"
+HF_TEST_CACHE = tempfile.mkdtemp(prefix="mla-tests-hf-hub-")
+os.environ["HF_HUB_CACHE"] = HF_TEST_CACHE
+os.environ.pop("MLA_GPT2_AUTO_CHOICE", None)  # a render.py's answer to "auto" is not ours
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(HF_TEST_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -78,7 +78,7 @@ def test_the_embedded_folder_is_what_resolution_falls_back_to(tmp_path: Path, mo
 
 
 def test_resolution_order_with_fake_folders(tmp_path: Path, monkeypatch) -> None:
-    """explicit weights > HF cache > download (when asked) > embedded, peeled one at a time."""
+    """explicit weights > HF cache > download (unless told not to) > embedded, one at a time."""
     monkeypatch.delenv("MLA_GPT2_WEIGHTS", raising=False)
     explicit, downloaded = tmp_path / "explicit", tmp_path / "downloaded"
     for folder in (explicit, downloaded):
@@ -94,7 +94,8 @@ def test_resolution_order_with_fake_folders(tmp_path: Path, monkeypatch) -> None
     (repo / "refs" / "main").write_text(revision)
     (snapshot / "config.json").write_text("{}")
     (snapshot / "model.safetensors").write_bytes(b"cached")
-    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(downloaded))
+    monkeypatch.setattr("mla_core.loading.weights.download_gpt2", lambda *a, **k: downloaded)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # conftest's; the download is faked
 
     def kind(**kwargs) -> str:
         return resolve_weights(**kwargs).kind

@@ -28,6 +28,14 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
 
 
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch, no_env) -> None:
+    """Downloads allowed again (conftest sets HF_HUB_OFFLINE=1); the tests using this fake
+    the download itself (tests/test_auto_weights.py serves a real one)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+
 def fake_hf_cache(cache_dir: Path, checkpoint: Path, repo_id: str = "gpt2") -> Path:
     """A Hugging Face hub cache holding `checkpoint` as the main snapshot of `repo_id`."""
     revision = "0123456789abcdef0123456789abcdef01234567"
@@ -176,39 +184,43 @@ def test_hugging_face_cache_before_download_and_embedded(
     def no_download(*args, **kwargs):
         raise AssertionError("must not download when the cache has the files")
 
-    monkeypatch.setattr("huggingface_hub.snapshot_download", no_download)
+    monkeypatch.setattr(weights_module, "download_gpt2", no_download)
     snapshot = fake_hf_cache(tmp_path / "hub", tiny_gpt2_dir, repo_id)
     source = resolve_weights(
         download=True, hf_cache_dir=tmp_path / "hub", embedded_dir=tiny_gpt2_dir
     )
     assert source.kind == "hf-cache" and source.path == snapshot.resolve()
-    assert repo_id in source.description
+    assert repo_id in source.description and source.repo_id == repo_id
 
 
-def test_download_only_when_asked(tiny_gpt2_dir: Path, tmp_path: Path, monkeypatch, no_env):
+def test_download_unless_told_not_to(tiny_gpt2_dir: Path, tmp_path: Path, monkeypatch, online):
     calls = []
 
-    def fake_download(repo_id, **kwargs):
-        calls.append(repo_id)
-        return str(tiny_gpt2_dir)
+    def fake_download(cache_dir):
+        calls.append(cache_dir)
+        return tiny_gpt2_dir
 
-    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_download)
+    monkeypatch.setattr(weights_module, "download_gpt2", fake_download)
     empty_hub, no_embedded = tmp_path / "hub", tmp_path / "none"
-    with pytest.raises(UserError, match="no GPT-2 weights found.*--weights.*--download"):
-        resolve_weights(hf_cache_dir=empty_hub, embedded_dir=no_embedded)
+    with pytest.raises(UserError, match="no GPT-2 weights found.*--weights.*go online"):
+        resolve_weights(download=False, hf_cache_dir=empty_hub, embedded_dir=no_embedded)
     assert calls == []
-    source = resolve_weights(download=True, hf_cache_dir=empty_hub, embedded_dir=no_embedded)
-    assert source.kind == "download" and calls == ["openai-community/gpt2"]
+    source = resolve_weights(hf_cache_dir=empty_hub, embedded_dir=no_embedded)
+    assert source.kind == "download" and calls == [empty_hub]
+    assert source.repo_id == "openai-community/gpt2"
 
 
-def test_offline_download_is_a_one_line_error(tmp_path: Path, monkeypatch, no_env) -> None:
+def test_offline_download_is_a_one_line_error(tmp_path: Path, monkeypatch, online) -> None:
     def offline(*args, **kwargs):
         raise OSError("Name or service not known\ntraceback details")
 
-    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
-    with pytest.raises(UserError, match="could not download.*offline") as err:
+    monkeypatch.setattr("huggingface_hub.get_hf_file_metadata", offline)
+    with pytest.raises(UserError, match="could not download.*Name or service.*offline") as err:
         resolve_weights(download=True, hf_cache_dir=tmp_path / "hub")
     assert "\n" not in str(err.value)
+    lines = []  # without --download: one line says so, and the demo model is used
+    source = resolve_weights(hf_cache_dir=tmp_path / "hub", report=lines.append)
+    assert source.kind == "embedded" and len(lines) == 1 and "Name or service" in lines[0]
 
 
 def test_embedded_model_is_the_fallback(

@@ -29,27 +29,44 @@ def print_json(obj: object) -> None:
 
 
 def add_model_source_args(p: argparse.ArgumentParser) -> None:
-    """--weights / --download / --device: where the model comes from and where it runs."""
+    """--weights / --download / --no-download / --device: where the model comes from and
+    where it runs."""
     p.add_argument(
         "--weights",
-        metavar="DIR",
-        default=None,
-        help="folder with config.json + model.safetensors (else $MLA_GPT2_WEIGHTS, the Hugging "
-        "Face cache, --download, then the embedded model)",
+        metavar="SPEC",
+        default="auto",
+        help='"auto" (default: $MLA_GPT2_WEIGHTS, the Hugging Face cache, a download of '
+        'openai-community/gpt2, then the embedded demo model), "demo" (the embedded demo '
+        "model), or a folder with config.json + model.safetensors",
     )
-    p.add_argument(
-        "--download", action="store_true", help="allow downloading gpt2 with huggingface_hub"
+    network = p.add_mutually_exclusive_group()
+    network.add_argument(
+        "--download",
+        action="store_true",
+        help='like "auto", but a failed download is an error instead of using the demo model',
+    )
+    network.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never go to the network: the Hugging Face cache, else the demo model",
     )
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available"
     )
 
 
+def download_choice(args: argparse.Namespace) -> bool | None:
+    """--download -> True, --no-download -> False, neither -> None (download if needed)."""
+    if getattr(args, "no_download", False):
+        return False
+    return True if getattr(args, "download", False) else None
+
+
 def gpt2_from_args(args: argparse.Namespace) -> tuple[GPT2, WeightsSource]:
     """The GPT-2 that --weights / --download / --device name, and where its weights came from."""
     from mla_core.loading.weights import load_gpt2
 
-    return load_gpt2(args.weights, download=args.download, device=args.device)
+    return load_gpt2(args.weights, download=download_choice(args), device=args.device)
 
 
 def gpt2_or_deepseek_from_args(

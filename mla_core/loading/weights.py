@@ -1,11 +1,19 @@
 """Where GPT-2's weights come from, and how a Hugging Face checkpoint becomes our model.
 
-Resolution order (`resolve_weights`), first match wins, and the answer says which:
+The weights setting (`--weights`, video.toml's `weights =`) is one of:
+- "auto" (the default; "" means the same): the first of
+  1. the `MLA_GPT2_WEIGHTS` environment variable (a folder);
+  2. a `gpt2` snapshot already in the Hugging Face cache (looked up offline, no network call);
+  3. a download of `openai-community/gpt2` (config.json and model.safetensors only) into the
+     Hugging Face cache, unless offline (`HF_HUB_OFFLINE=1`, `--no-download`); a hub that does
+     not answer within a few seconds counts as offline;
+  4. the project's embedded demo model, `assets/models/demo-gpt2/`;
+  and one line on stderr says what was tried and which model is used.
+- "demo": the embedded demo model, never the network;
+- a folder path (a `pathlib.Path` is always a folder; write "./auto" for a folder named auto).
 
-1. `--weights DIR` (the `weights_dir` argument), else the `MLA_GPT2_WEIGHTS` environment variable;
-2. a `gpt2` snapshot already in the Hugging Face cache (looked up offline, no network call);
-3. a download with huggingface_hub, only when asked (`--download`);
-4. the project's embedded default model, `assets/models/demo-gpt2/`.
+`resolve_weights(..., download=True)` (`--download`) is "auto", but a failed download is an
+error instead of a fall-back to the demo model.
 
 A weights folder holds `config.json` and `model.safetensors` (never a pickle: a
 `pytorch_model.bin` is refused with the command that converts it). When it also holds
@@ -25,6 +33,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +45,7 @@ from safetensors.torch import save_file
 
 from mla_core.atomic import write_atomically, write_text_atomically
 from mla_core.errors import UserError, check_device_name
+from mla_core.loading.weights_setting import AUTO, AUTO_CHOICE_ENV, DEMO, parse_weights_spec
 from mla_core.models.configs import GPT2Config, gpt2_config_from_hf, load_config_json
 from mla_core.models.gpt2 import GPT2
 
@@ -69,6 +81,7 @@ class WeightsSource:
     path: Path  # the folder holding config.json and model.safetensors
     description: str  # one human-readable line for captions and manifests
     sha256: str  # of model.safetensors
+    repo_id: str = ""  # the Hugging Face repository, for "hf-cache" and "download"
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -76,29 +89,56 @@ class WeightsSource:
             "path": str(self.path),
             "description": self.description,
             "sha256": self.sha256,
+            "repo_id": self.repo_id,
         }
+
+    @property
+    def from_hub(self) -> bool:
+        """True for OpenAI's GPT-2 as the Hugging Face hub serves it (cached or downloaded)."""
+        return self.kind in ("hf-cache", "download")
 
 
 # --- where the weights come from --------------------------------------------------------
 
+HUB_TIMEOUT_S = 3.0  # how long the hub may take to answer at all; HF_HUB_ETAG_TIMEOUT overrides
+_TRUE_WORDS = ("1", "ON", "YES", "TRUE")  # what huggingface_hub accepts as true
+
+
+class DownloadFailed(Exception):
+    """The hub could not be reached or did not serve the files; str() is one line: why."""
+
 
 def resolve_weights(
     weights_dir: str | Path | None = None,
-    download: bool = False,
+    download: bool | None = None,
     *,
     hf_cache_dir: str | Path | None = None,
     embedded_dir: str | Path | None = None,
     flag: str = "--weights",
+    report: Callable[[str], None] | None = None,
 ) -> WeightsSource:
-    """Find the GPT-2 weights folder, in the order of the module docstring.
+    """Find the GPT-2 weights folder, as the module docstring says.
 
-    `hf_cache_dir` / `embedded_dir` override where the Hugging Face cache and the embedded
-    model are looked for (tests use them; None means the usual places). `flag` is how the
-    user named the folder, for error messages ("--weights", or "weights" for video.toml).
+    `weights_dir`: a folder, "auto" (also None or "") or "demo". `download`: None downloads
+    when needed and falls back to the demo model if that fails; True (`--download`) makes a
+    failed download an error; False (`--no-download`) never downloads. `hf_cache_dir` /
+    `embedded_dir` override where the Hugging Face cache and the embedded model are looked
+    for (tests use them; None means the usual places). `flag` is how the user named the
+    setting, for error messages ("--weights", or "weights" for video.toml). `report` receives
+    the one line that says what "auto" chose (default: printed on stderr).
     """
-    if weights_dir is not None:
-        path = _checked_folder(Path(weights_dir), flag)
+    report = report or _print_to_stderr
+    spec = parse_weights_spec(weights_dir)
+    embedded = Path(embedded_dir) if embedded_dir is not None else EMBEDDED_DIR
+    if isinstance(spec, Path):
+        path = _checked_folder(spec, flag, other_choices=True)
         return _source("weights-arg", path, f"--weights {path}")
+    if spec == DEMO:
+        return _embedded_source(embedded, f"{flag} {DEMO}")
+
+    inherited = inherited_auto_choice()
+    if inherited is not None:  # render.py resolved "auto" already: same answer, no network
+        return inherited
     env_value = os.environ.get(WEIGHTS_ENV)
     if env_value:
         path = _checked_folder(Path(env_value), WEIGHTS_ENV)
@@ -107,26 +147,98 @@ def resolve_weights(
     cached = find_in_hf_cache(hf_cache_dir)
     if cached is not None:
         repo_id, path = cached
-        return _source("hf-cache", path, f"Hugging Face cache: {repo_id} ({path})")
+        described = f"GPT-2 {repo_id} from the Hugging Face cache ({path})"
+        source = _source("hf-cache", path, described, repo_id)
+        report(f"weights: {described}")
+        return source
 
-    if download:
-        path = download_gpt2(hf_cache_dir)
-        return _source("download", path, f"downloaded {DOWNLOAD_REPO_ID} ({path})")
+    if download is False:
+        why_not = "downloads are off (--no-download)"
+    elif hub_offline():
+        if download:
+            raise UserError(
+                f"--download: HF_HUB_OFFLINE is set, so {DOWNLOAD_REPO_ID} cannot be downloaded; "
+                "unset HF_HUB_OFFLINE or drop --download"
+            )
+        why_not = "HF_HUB_OFFLINE is set, so no download was tried"
+    else:
+        try:
+            path = download_gpt2(hf_cache_dir)
+        except DownloadFailed as err:
+            if download:
+                raise UserError(
+                    f"could not download {DOWNLOAD_REPO_ID} from {hub_endpoint()} ({err}); "
+                    f"are you offline? Use --weights DIR or {WEIGHTS_ENV} instead"
+                ) from None
+            why_not = f"download of {DOWNLOAD_REPO_ID} from {hub_endpoint()} failed ({err})"
+        else:
+            described = f"GPT-2 {DOWNLOAD_REPO_ID} downloaded from {hub_endpoint()} ({path})"
+            source = _source("download", path, described, DOWNLOAD_REPO_ID)
+            report(f"weights: downloaded {DOWNLOAD_REPO_ID} into the Hugging Face cache ({path})")
+            return source
 
-    embedded = Path(embedded_dir) if embedded_dir is not None else EMBEDDED_DIR
-    if (embedded / WEIGHTS_FILE).is_file():
-        path = _checked_folder(embedded, "the embedded model")
-        return _source(
-            "embedded",
-            path,
-            f"the project's embedded demo GPT-2 ({_display_path(path)}), "
-            "trained by this project, not OpenAI's GPT-2",
-        )
-    raise UserError(
-        f"no GPT-2 weights found: pass --weights DIR (or set {WEIGHTS_ENV}) to a folder with "
-        f"{CONFIG_FILE} and {WEIGHTS_FILE}, use --download to fetch {DOWNLOAD_REPO_ID}, or add "
-        f"the embedded model at {_display_path(embedded)}"
+    source = _embedded_source(embedded, "the embedded model")
+    report(
+        f"weights: no GPT-2 in the Hugging Face cache; {why_not}; using the embedded demo "
+        f"GPT-2 ({_display_path(source.path)})"
     )
+    return source
+
+
+def _embedded_source(embedded: Path, what: str) -> WeightsSource:
+    if not (embedded / WEIGHTS_FILE).is_file():
+        raise UserError(
+            f"no GPT-2 weights found: pass --weights DIR (or set {WEIGHTS_ENV}) to a folder with "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE}, go online so that {DOWNLOAD_REPO_ID} can be "
+            f"downloaded, or add the embedded model at {_display_path(embedded)}"
+        )
+    path = _checked_folder(embedded, what)
+    return _source(
+        "embedded",
+        path,
+        f"the project's embedded demo GPT-2 ({_display_path(path)}), "
+        "trained by this project, not OpenAI's GPT-2",
+    )
+
+
+def auto_choice_json(source: WeightsSource) -> str:
+    """What `AUTO_CHOICE_ENV` holds: the resolved source, for processes started later."""
+    return json.dumps(source.as_dict(), sort_keys=True)
+
+
+def inherited_auto_choice() -> WeightsSource | None:
+    """The answer to "auto" that render.py handed down (`AUTO_CHOICE_ENV`), if any and if its
+    folder still holds the weights; its sha256 is taken as given (render.py computed it)."""
+    text = os.environ.get(AUTO_CHOICE_ENV)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        source = WeightsSource(**{**data, "path": Path(data["path"])})
+    except (ValueError, TypeError, KeyError):
+        return None
+    return source if (source.path / WEIGHTS_FILE).is_file() else None
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) set to a true value, read now."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in _TRUE_WORDS
+
+
+def hub_endpoint() -> str:
+    """The hub the download goes to: $HF_ENDPOINT, read now, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_timeout() -> float:
+    """Seconds the hub may take to answer: $HF_HUB_ETAG_TIMEOUT if set, else HUB_TIMEOUT_S."""
+    try:
+        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_TIMEOUT_S)
+    except ValueError:
+        return HUB_TIMEOUT_S
 
 
 def find_in_hf_cache(cache_dir: str | Path | None = None) -> tuple[str, Path] | None:
@@ -143,27 +255,90 @@ def find_in_hf_cache(cache_dir: str | Path | None = None) -> tuple[str, Path] | 
 
 
 def download_gpt2(cache_dir: str | Path | None = None) -> Path:
-    """Download config.json and model.safetensors of GPT-2 small into the Hugging Face cache."""
-    from huggingface_hub import snapshot_download
+    """Download config.json and model.safetensors (never a pickle) of GPT-2 small into the
+    Hugging Face cache, with huggingface_hub's progress bar; returns the snapshot folder.
 
+    One quick HEAD request comes first, without retries: a hub that does not answer within
+    `hub_timeout()` seconds raises DownloadFailed at once (hf_hub_download on its own would
+    retry an unreachable hub for a minute or more). Any failure is a DownloadFailed whose
+    message is one line.
+    """
+    from huggingface_hub import hf_hub_download, hf_hub_url
+
+    endpoint, timeout = hub_endpoint(), hub_timeout()
     try:
-        folder = snapshot_download(
-            DOWNLOAD_REPO_ID, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE], cache_dir=cache_dir
-        )
-    except Exception as err:  # offline, DNS, proxy, HTTP: all end the same way for the user
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(
-            f"could not download {DOWNLOAD_REPO_ID} ({type(err).__name__}: {reason}); "
-            f"are you offline? Use --weights DIR or {WEIGHTS_ENV} instead"
-        ) from None
-    return Path(folder)
+        _check_hub_answers(hf_hub_url(DOWNLOAD_REPO_ID, WEIGHTS_FILE, endpoint=endpoint), timeout)
+        files = [
+            Path(
+                hf_hub_download(
+                    DOWNLOAD_REPO_ID,
+                    name,
+                    cache_dir=cache_dir,
+                    endpoint=endpoint,
+                    etag_timeout=timeout,
+                )
+            )
+            for name in (CONFIG_FILE, WEIGHTS_FILE)
+        ]
+    except DownloadFailed:
+        raise
+    except Exception as err:  # offline, DNS, proxy, HTTP, disk: all end the same way
+        raise DownloadFailed(_why_download_failed(err, timeout)) from None
+    if files[0].parent != files[1].parent:
+        raise DownloadFailed("the two files came from different commits; try again")
+    return files[1].parent
 
 
-def _checked_folder(path: Path, what: str) -> Path:
+def _check_hub_answers(url: str, timeout: float) -> None:
+    """One HEAD request for `url`, without retries, that must be answered within `timeout`
+    seconds all told. It runs in a thread: the name lookup (DNS) is not covered by the HTTP
+    client's timeout, and a machine without network may hang in it for much longer."""
+    from huggingface_hub import get_hf_file_metadata
+
+    failure: list[BaseException] = []
+
+    def head() -> None:
+        try:
+            get_hf_file_metadata(url, timeout=timeout)
+        except BaseException as err:  # handed to the caller below
+            failure.append(err)
+
+    thread = threading.Thread(target=head, name="hub-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():  # left to finish on its own; a daemon thread does not block exit
+        raise DownloadFailed(f"no answer within {timeout:g} s")
+    if failure:
+        raise failure[0]
+
+
+def _why_download_failed(err: Exception, timeout: float) -> str:
+    """One short line for a failed download."""
+    import httpx2
+
+    if isinstance(err, httpx2.TimeoutException):
+        return f"no answer within {timeout:g} s"
+    response = getattr(err, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and not isinstance(err, httpx2.TransportError):
+        return f"HTTP {status}"
+    lines = str(err).strip().splitlines()
+    reason = lines[0] if lines else ""
+    return f"{type(err).__name__}: {reason}" if reason else type(err).__name__
+
+
+def _print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _checked_folder(path: Path, what: str, other_choices: bool = False) -> Path:
+    """`path` resolved, if it is a folder with both files; else a one-line UserError.
+    `other_choices`: the setting could also have said "auto" or "demo" (say so)."""
     try:
         path.resolve(strict=True)
     except FileNotFoundError:
-        raise UserError(f"{what}: weights folder {str(path)!r} does not exist") from None
+        also = f'; use "{AUTO}", "{DEMO}" or a folder' if other_choices else ""
+        raise UserError(f"{what}: weights folder {str(path)!r} does not exist{also}") from None
     except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
         raise UserError(f"{what}: {str(path)!r} is a symbolic link that loops") from None
     if not path.is_dir():
@@ -182,8 +357,8 @@ def _checked_folder(path: Path, what: str) -> Path:
     return path.resolve()
 
 
-def _source(kind: str, path: Path, description: str) -> WeightsSource:
-    return WeightsSource(kind, path, description, verified_sha256(path))
+def _source(kind: str, path: Path, description: str, repo_id: str = "") -> WeightsSource:
+    return WeightsSource(kind, path, description, verified_sha256(path), repo_id)
 
 
 def verified_sha256(folder: Path) -> str:
@@ -333,7 +508,7 @@ def load_gpt2_from_dir(
 
 def load_gpt2(
     weights_dir: str | Path | None = None,
-    download: bool = False,
+    download: bool | None = None,
     device: str | None = None,
     **resolve_kwargs: str | Path | None,
 ) -> tuple[GPT2, WeightsSource]:

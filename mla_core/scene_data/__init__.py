@@ -66,12 +66,20 @@ def data_for_scene(
     extra = getattr(importlib.import_module(data_module(scene_name)), "cache_inputs", None)
     if extra is not None:
         key = {**key, "data_files": extra(inputs)}
-    return data_cache.get_or_compute(
+    data = data_cache.get_or_compute(
         scene_stem(scene_name),
         code_version(data_module(scene_name)),
         key,
         lambda: function(inputs),
     )
+    # The key holds the weights' sha256, not how they were found: data cached when GPT-2 was
+    # downloaded is reused once it sits in the Hugging Face cache, and says so.
+    provenance = data.meta.get("provenance")
+    if isinstance(provenance, dict) and provenance.get("model_sha256") == inputs.weights.sha256:
+        for stale in ("model", "model_kind", "model_repo"):
+            provenance.pop(stale, None)
+        provenance.update(inputs.provenance)
+    return data
 
 
 def check_scene_data(scenes, params: VideoParams) -> None:

@@ -61,12 +61,15 @@ class SceneInputs:
     @property
     def provenance(self) -> dict[str, Any]:
         """Which model the GPT-2 scenes use: its description, sha256 and device."""
-        return {
+        provenance = {
             "model": self.weights.description,
             "model_kind": self.weights.kind,
             "model_sha256": self.weights.sha256,
             "device": self.device,
         }
+        if self.weights.repo_id:
+            provenance["model_repo"] = self.weights.repo_id
+        return provenance
 
     def prompt_provenance(self, token_ids: list[int], **more: Any) -> dict[str, Any]:
         """The model's provenance plus the prompt and its token ids (and any `more`)."""
@@ -74,10 +77,17 @@ class SceneInputs:
 
     @property
     def model_caption(self) -> str:
-        """One short line for a scene's caption: which model drew the picture."""
+        """One short line for a scene's caption: which model drew the picture.
+
+        The demo model says so; OpenAI's GPT-2 from the hub (cached or just downloaded) is
+        named by its repository; any other folder by its name. All but the demo show the
+        start of the weights' sha256, as the manifest does in full."""
+        sha = self.weights.sha256[:12]
         if self.weights.kind == "embedded":
-            return "demo model trained by this project; run with --set weights=DIR for GPT-2 small"
-        return f"model: {self.weights.path.name}, sha256 {self.weights.sha256[:12]}"
+            return "demo model trained by this project, not OpenAI's GPT-2 small"
+        if self.weights.from_hub:
+            return f"model: OpenAI's GPT-2 ({self.weights.repo_id}), sha256 {sha}"
+        return f"model: {self.weights.path.name}, sha256 {sha}"
 
     def cache_key(self) -> dict[str, Any]:
         """Everything a data function's result can depend on (JSON-ready); the render
@@ -95,7 +105,7 @@ class SceneInputs:
 def resolve_inputs(params: VideoParams) -> SceneInputs:
     """Resolve the parameters once per process (the same params give the same object);
     a prompt too long for the frame or for the model's context is a UserError."""
-    weights = resolve_weights(params.weights or None, flag="weights")
+    weights = resolve_weights(params.weights, flag="weights")  # "auto": once per render.py
     inputs = SceneInputs(
         params=params,
         weights=weights,

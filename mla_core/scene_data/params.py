@@ -28,7 +28,7 @@ class VideoParams:
 
     quality: str = "low"  # render quality: low, medium, high, 4k
     prompt: str = " The American flag is red, white, and"
-    weights: str = ""  # GPT-2 folder; "" resolves as mla_core.loading.weights does
+    weights: str = "auto"  # "auto", "demo" or a GPT-2 folder; see mla_core.loading.weights
     device: str = ""  # "cpu" or "cuda"; "" picks cuda when available
     heads: str = "auto"  # "auto" (the heads mla_core scores as most typical) or "5.1,2.2"
     show_bos: bool = False  # draw the <|endoftext|> BOS token in attention patterns
