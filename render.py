@@ -351,6 +351,7 @@ def _run_render(args: argparse.Namespace) -> int:
     scenes = resolve_scenes(args.scenes)
     params = _params(args)
     quality = resolve_quality(params.quality)
+    _check_jobs(args.jobs)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
     check_scene_data(scenes, params)
     render_scenes(scenes, quality, params, args.media_dir.resolve(), args.jobs, args.force)
@@ -362,7 +363,9 @@ def _run_still(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    _check_jobs(args.jobs)
     check_output_folder(media, "--media-dir")
+    check_output_folder(figures, "--figures-dir")  # before the scene data: that can take long
     check_scene_data(scenes, params)
     render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
     return 0
@@ -372,7 +375,9 @@ def _run_figures(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    _check_jobs(args.jobs)
     check_output_folder(media, "--media-dir")
+    check_output_folder(figures, "--figures-dir")  # before the scene data: that can take long
     check_scene_data(STORY, params)
     render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
     return 0
@@ -381,6 +386,7 @@ def _run_figures(args: argparse.Namespace) -> int:
 def _run_video(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
+    _check_jobs(args.jobs)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
     check_scene_data(STORY, params)
     build_video(STORY, quality, params, args.media_dir.resolve(), jobs=args.jobs, force=args.force)
@@ -431,6 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- small helpers --------------------------------------------------------------------------
+
+
+def _check_jobs(jobs: int) -> None:
+    """--jobs is checked before any scene's data is computed (that can take minutes)."""
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs} must be >= 1")
 
 
 def _shown(path: Path) -> str:
