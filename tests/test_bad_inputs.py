@@ -14,6 +14,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 import bad_inputs  # noqa: E402
 from bad_inputs import CASES, Case, run_cases  # noqa: E402
 
+HANG_GUARD_S = 600  # per case: a hang guard, not a speed check (a busy machine is slow)
+
 # One case of each kind: argparse, a scene name, an output folder, a parameter file, --set,
 # a broken weights folder through both programs, a bad number, an unwritable --out.
 SAMPLE = (
@@ -56,7 +58,7 @@ def test_the_case_list_is_well_formed():
 
 @pytest.fixture(scope="module")
 def sample_results():
-    return run_cases([c for c in CASES if c.command in SAMPLE])
+    return run_cases([c for c in CASES if c.command in SAMPLE], timeout=HANG_GUARD_S)
 
 
 @pytest.mark.parametrize("command", SAMPLE)
@@ -72,7 +74,7 @@ def test_the_checks_can_fail(tmp_path):
         Case("mla_core", ("cache", "--config", "deepseek-v3"), "x"),
         Case("render.py", ("data", "Hook", "--save", "{dir}/hook.npz"), "x"),
     )
-    results = run_cases([good, writes])
+    results = run_cases([good, writes], timeout=HANG_GUARD_S)
     assert [res.ok for res in results] == [False, False]
     assert "exit code 0, want 2" in results[0].problems
     assert any(p.startswith("wrote hook.npz") for p in results[1].problems)
