@@ -380,6 +380,7 @@ def _run_render(args: argparse.Namespace) -> int:
     scenes = resolve_scenes(args.scenes)
     params = _params(args)
     quality = resolve_quality(params.quality)
+    _check_jobs(args.jobs)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
     _resolve_auto_weights(args, params)
     check_scene_data(scenes, params)
@@ -392,7 +393,9 @@ def _run_still(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    _check_jobs(args.jobs)
     check_output_folder(media, "--media-dir")
+    check_output_folder(figures, "--figures-dir")  # before the scene data: that can take long
     _resolve_auto_weights(args, params)
     check_scene_data(scenes, params)
     render_stills(scenes, quality, params, media, figures, extras=args.extras, jobs=args.jobs)
@@ -403,7 +406,9 @@ def _run_figures(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
     media, figures = args.media_dir.resolve(), args.figures_dir.resolve()
+    _check_jobs(args.jobs)
     check_output_folder(media, "--media-dir")
+    check_output_folder(figures, "--figures-dir")  # before the scene data: that can take long
     _resolve_auto_weights(args, params)
     check_scene_data(STORY, params)
     render_stills(STORY, quality, params, media, figures, extras=True, jobs=args.jobs)
@@ -413,6 +418,7 @@ def _run_figures(args: argparse.Namespace) -> int:
 def _run_video(args: argparse.Namespace) -> int:
     params = _params(args)
     quality = resolve_quality(params.quality)
+    _check_jobs(args.jobs)
     check_output_folder(args.media_dir.resolve(), "--media-dir")
     _resolve_auto_weights(args, params)
     check_scene_data(STORY, params)
@@ -472,6 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- small helpers --------------------------------------------------------------------------
+
+
+def _check_jobs(jobs: int) -> None:
+    """--jobs is checked before any scene's data is computed (that can take minutes)."""
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs} must be >= 1")
 
 
 def _shown(path: Path) -> str:

@@ -60,6 +60,14 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def _run_bench_decode(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mla_core.atomic import check_output_file
+
+    # the output files are checked before the benchmark, not after minutes of timing
+    json_path = Path(args.json or f"bench/results/decode_{args.device}.json")
+    plot_path = Path(args.plot) if args.plot else json_path.with_suffix(".png")
+    check_output_file(json_path, "--json", parents_made=True)
+    check_output_file(plot_path, "--plot", parents_made=True)
+
     from mla_core.bench.decode import (
         DEFAULT_CONTEXTS,
         QUICK_CONTEXTS,
@@ -86,8 +94,6 @@ def _run_bench_decode(args: argparse.Namespace) -> int:
         threads=args.threads,
         clock=args.clock,
     )
-    json_path = Path(args.json or f"bench/results/decode_{args.device}.json")
-    plot_path = Path(args.plot) if args.plot else json_path.with_suffix(".png")
     write_json(report, json_path)
     write_plot(report, plot_path)
     print(format_table(report))
