@@ -69,7 +69,7 @@ STORY: tuple[StoryScene, ...] = (
     StoryScene(
         "DecoupledRope",
         "RoPE between W_UQ and W_UK breaks the fold; q_R per head and one shared k_R fix it",
-        (("rotation", 6), ("shared-key", 12), ("both-ways", 28)),
+        (("rotation", 8), ("shared-key", 12), ("both-ways", 28)),
     ),
     StoryScene(
         "Results",

@@ -60,7 +60,7 @@ from scenes.components import (
 )
 
 NUMBER_SIZE = LABEL_SIZE * 0.85
-DIGITS = 4  # the small untrained model's scores are a few hundredths
+DIGITS = 4  # scores of the small model: tenths (trained) or hundredths (untrained)
 
 # q_m^T k_n = (R_m W_UQ c_Q)^T (R_n W_UK c_KV) = c_Q^T (W_UQ^T R_m^T R_n W_UK) c_KV
 ROTATED_PARTS = [
@@ -136,7 +136,7 @@ class DecoupledRope(VideoScene):
         n_heads, n_tokens = q_rope.shape[0], k_rope.shape[1]
 
         heading = title("Decoupled RoPE: position gets its own small key")
-        if data.get("trained"):
+        if data["trained"]:
             source = caption(
                 f"the project's small DeepSeek-style model ({n_heads} heads, trained here), "
                 f"layer {data['layer']}, on the video's prompt"
@@ -165,9 +165,13 @@ class DecoupledRope(VideoScene):
             float(np.percentile(np.abs(np.concatenate([fold_a.ravel(), fold_b.ravel()])), 98)),
             "folded W_UQ^T R W_UK",
         )
+        # the matrices get the height the algebra leaves, less about three lines of text, so
+        # that a tall fold (a trained model's 128 x 64) does not shrink the words around it
+        room = algebra.get_bottom()[1] - 0.25 - CONTENT_ZONE.bottom - 1.2
+        cell = min(0.1, room / fold_a.shape[0])
         panels = Group()
         for (m, n), matrix, score in zip(pairs, (fold_a, fold_b), pair_scores, strict=True):
-            heatmap = Heatmap(matrix, fold_scale, cell_size=0.1, grid=False)
+            heatmap = Heatmap(matrix, fold_scale, cell_size=cell, grid=False)
             label = math_tex(f"m = {m},\\; n = {n}", size=LABEL_SIZE, color=HIGHLIGHT)
             label.next_to(heatmap, UP, buff=0.15)
             score_line = VGroup(
@@ -528,7 +532,7 @@ class DecoupledRope(VideoScene):
             self.wait(3)
 
         self.shown_numbers = {
-            "model": data.get("model_name", f"{cfg['name']}, seed {data['seed']}, untrained"),
+            "model": data["model_name"],
             "head": head,
             "position_pairs": [list(p) for p in pairs],
             "pair_scores": [fmt_float(s, DIGITS) for s in pair_scores],

@@ -5,7 +5,9 @@ First page, one row per source, each saying how it was obtained: DeepSeek-V3's c
 denominator shown beside the correct one), and the DeepSeek-V2 paper's deployed figures
 (measured by DeepSeek against DeepSeek 67B, with KV quantisation). Second page: the paper's
 Table 9, MHA against MLA in two MoE models: MLA scores as well or better with a fraction of
-the cache. Data: `mla_core.scene_data.results`.
+the cache. Third page: the same comparison trained on this machine, MHA, GQA, MQA and MLA on
+the same text, steps and seed (`python -m mla_core ablation`): cache bytes per token against
+validation loss, whatever the runs measured. Data: `mla_core.scene_data.results`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from manim import (
     Indicate,
     LaggedStart,
     ReplacementTransform,
+    Text,
     VGroup,
     Write,
 )
@@ -40,6 +43,8 @@ from scenes.components import (
     VideoScene,
     caption,
     fit_in,
+    fmt_bytes,
+    fmt_float,
     fmt_int,
     fmt_percent,
     fmt_ratio,
@@ -50,6 +55,7 @@ from scenes.components import (
 
 ARROW = "\u2192"
 NUMBER_SIZE = 40  # the headline number of each row
+LOSS_DIGITS = 3  # the trained models' losses differ in the second decimal
 
 
 def _row(name: str, how: str, middle: VGroup, number: str, color: str) -> VGroup:
@@ -281,3 +287,104 @@ class Results(VideoScene):
             self.play(LaggedStart(*(Write(v) for v in verdicts), lag_ratio=0.6), run_time=2.0)
             self.play(*(Indicate(g[2][1], color=LATENT) for g in groups), run_time=1.2)
             self.wait(3)
+
+        # --- page 3: the same comparison, trained on this machine ---------------------------
+        trained = data["trained"]
+        page3, source3, trained_shown = _trained_page(trained)
+        shown["trained"] = trained_shown
+        self.shown_numbers = shown
+        heading3 = title("Trained here: four kinds of attention")
+        shape = trained["shape"]
+        with self.beat(
+            f"We trained four small models on this machine, {fmt_int(shape['steps'])} steps "
+            "each on the same text, in the same order: only the attention differs."
+        ):
+            self.play(
+                FadeOut(page2),
+                FadeOut(source2),
+                ReplacementTransform(heading2, heading3),
+                run_time=1.2,
+            )
+            header, chart, losses, verdict = page3
+            self.play(FadeIn(header), FadeIn(source3), run_time=0.8)
+            self.play(FadeIn(chart.axis), FadeIn(chart.names), run_time=0.8)
+            self.play(
+                LaggedStart(*(GrowFromEdge(b, LEFT) for b in chart.bars), lag_ratio=0.3),
+                run_time=1.6,
+            )
+            self.play(FadeIn(chart.value_labels), run_time=0.8)
+        with self.beat(_trained_verdict_line(trained)):
+            self.play(LaggedStart(*(FadeIn(v) for v in losses), lag_ratio=0.3), run_time=1.6)
+            self.play(Write(verdict), run_time=1.5)
+            self.play(Indicate(losses[-1], color=LATENT), run_time=1.2)
+            self.wait(3)
+
+
+def _trained_page(trained: dict) -> tuple[VGroup, Text, dict]:
+    """Page 3: one bar per kind (cache bytes per token, all layers), its validation loss to the
+    right, and one line comparing MLA with multi-head attention. Also the caption and the
+    numbers as shown."""
+    runs = trained["runs"]
+    chart = HBarChart(
+        [r["cache_bytes_per_token"] for r in runs],
+        [r["label"] for r in runs],
+        colors=[LATENT if r["kind"] == "mla" else CACHE for r in runs],
+        name_colors=[LATENT if r["kind"] == "mla" else CACHE for r in runs],
+        value_labels=[fmt_bytes(r["cache_bytes_per_token"]) for r in runs],
+        length=6.0,
+        bar_height=0.55,
+        row_gap=0.35,
+        label_size=LABEL_SIZE + 2,
+    )
+    loss_x = chart.get_right()[0] + 2.2
+    losses = VGroup()
+    for run, bar in zip(runs, chart.bars, strict=True):
+        color = LATENT if run["kind"] == "mla" else TEXT_COLOR
+        value = text(fmt_float(run["val_loss"], LOSS_DIGITS), LABEL_SIZE + 2, color)
+        losses.add(value.move_to([loss_x, bar.get_center()[1], 0], aligned_edge=RIGHT))
+    bytes_header = text("KV cache per token, all layers (bf16)", LABEL_SIZE, MUTED)
+    bytes_header.next_to(chart, UP, buff=0.3).align_to(chart.bars, LEFT)
+    loss_header = text("validation loss", LABEL_SIZE, MUTED)
+    loss_header.match_y(bytes_header).align_to(losses, RIGHT)
+    against = trained["mla_against"]["mha"]
+    sign = "+" if against["loss_difference"] >= 0 else MINUS
+    verdict = text(
+        f"MLA against MHA: loss {sign}{fmt_float(abs(against['loss_difference']), LOSS_DIGITS)} "
+        f"with {fmt_percent(against['cache_share'], 0)} of the cache",
+        LABEL_SIZE + 2,
+        LATENT,
+    )
+    verdict.next_to(VGroup(chart, losses), DOWN, buff=0.6)
+    page = VGroup(VGroup(bytes_header, loss_header), chart, losses, verdict)
+    fit_in(page, CONTENT_ZONE)
+    shape, data = trained["shape"], trained["data"]
+    source = caption(
+        f"python -m mla_core ablation: {shape['n_layer']} layers, {shape['n_head']} heads "
+        f"{TIMES} {shape['head_dim']}, seed {trained['seed']}; "
+        f"{fmt_int(data['validation_tokens'])} held-out tokens"
+    )
+    shown = {
+        r["label"]: {
+            "cache_bytes_per_token": fmt_bytes(r["cache_bytes_per_token"]),
+            "val_loss": fmt_float(r["val_loss"], LOSS_DIGITS),
+        }
+        for r in runs
+    }
+    shown["verdict"] = verdict.original_text
+    return page, source, shown
+
+
+def _trained_verdict_line(trained: dict) -> str:
+    """What the runs measured, said plainly: MLA's loss beside MHA's and how far apart all four
+    are (one seed each, so a spread this small is not a ranking)."""
+    by_kind = {r["kind"]: r for r in trained["runs"]}
+    mla, mha = by_kind["mla"], by_kind["mha"]
+    losses = [r["val_loss"] for r in trained["runs"]]
+    against = trained["mla_against"]["mha"]
+    return (
+        f"MLA's validation loss is {fmt_float(mla['val_loss'], LOSS_DIGITS)}, multi-head "
+        f"attention's {fmt_float(mha['val_loss'], LOSS_DIGITS)}: all four lie within "
+        f"{fmt_float(max(losses) - min(losses), LOSS_DIGITS)} of each other, too close to rank "
+        f"with one run each, and MLA keeps {fmt_percent(against['cache_share'], 0)} of the "
+        "multi-head cache."
+    )

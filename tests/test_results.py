@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from helpers import render_final_frame, shown_texts
 
+from mla_core.analysis.ablation_results import load_ablation
 from mla_core.analysis.cache_size import dims_from_hf_json
 from mla_core.analysis.notes_example import (
     NOTES_PRINTED_DENOMINATOR,
@@ -105,6 +106,80 @@ def test_scene_shows_the_numbers(tmp_path, monkeypatch):
         "MLA: +1.3 MMLU with 14% of the cache",
         "MLA: +1.5 MMLU with 4% of the cache",
     ]
-    texts = " | ".join(shown_texts(scene))  # the final frame: the ablation page
-    for value in ("110.6K", "15.6K", "860.2K", "34.6K", "48.7", "59.0", "Table 9"):
-        assert value in texts
+    # the final frame: the ablation trained here, every number from the JSON
+    texts = " | ".join(shown_texts(scene))
+    table = load_ablation()
+    for run in table["runs"]:
+        assert run["label"] in texts
+        assert f"{run['val_loss']:.3f}" in texts
+        assert shown["trained"][run["label"]]["val_loss"] == f"{run['val_loss']:.3f}"
+    mha, mla = table["runs"][0], table["runs"][-1]
+    share = f"{100 * mla['cache_bytes_per_token'] / mha['cache_bytes_per_token']:.0f}%"
+    assert share in shown["trained"]["verdict"] and shown["trained"]["verdict"] in texts
+    assert "python -m mla_core ablation" in texts
+
+
+# --- the ablation trained on this machine (assets/data/attention_ablation.json) ---------
+
+
+def cache_numbers_per_layer(run: dict, shape: dict) -> int:
+    """Numbers cached per token and layer, from the attention's shape alone (paper Table 1):
+    2 n_kv_heads d_h for MHA/GQA/MQA, d_c + d_R for MLA."""
+    if run["kind"] == "mla":
+        return shape["mla_kv_lora_rank"] + shape["mla_qk_rope_head_dim"]
+    kv_heads = {"mha": shape["n_head"], "mqa": 1, "gqa": shape["gqa_kv_heads"]}[run["kind"]]
+    assert run["kv_heads"] == kv_heads
+    return 2 * kv_heads * shape["head_dim"]
+
+
+def test_shipped_ablation_is_consistent():
+    """The shipped table's cache sizes follow from its shapes; perplexity is exp(loss); the
+    four runs share one shape, seed and step count; parameter counts are close."""
+    import math
+
+    table = load_ablation()
+    shape = table["shape"]
+    assert [r["kind"] for r in table["runs"]] == ["mha", "gqa", "mqa", "mla"]
+    mha = table["runs"][0]
+    for run in table["runs"]:
+        numbers = cache_numbers_per_layer(run, shape)
+        assert run["cache_numbers_per_token_per_layer"] == numbers
+        assert (
+            run["cache_bytes_per_token"] == numbers * shape["n_layer"] * table["cache_dtype_bytes"]
+        )
+        assert run["val_ppl"] == pytest.approx(math.exp(run["val_loss"]), rel=1e-3)
+        assert 0 < run["val_loss"] < math.log(50_257)  # better than a uniform guess
+        assert abs(run["parameters"] / mha["parameters"] - 1) < 0.01
+        assert run["train_seconds"] > 0
+    assert "python -m mla_core ablation" in table["command"]
+
+
+def test_results_data_carries_the_ablation(data):
+    table = load_ablation()
+    trained = data["trained"]
+    assert [r["val_loss"] for r in trained["runs"]] == [r["val_loss"] for r in table["runs"]]
+    assert list(data["trained_cache_bytes"]) == [r["cache_bytes_per_token"] for r in table["runs"]]
+    by = {r["kind"]: r for r in table["runs"]}
+    against = trained["mla_against"]["mha"]
+    assert against["loss_difference"] == by["mla"]["val_loss"] - by["mha"]["val_loss"]
+    assert against["cache_share"] == (
+        by["mla"]["cache_bytes_per_token"] / by["mha"]["cache_bytes_per_token"]
+    )
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "run `python -m mla_core ablation`"),
+        ("{not json", "not readable JSON"),
+        ('{"runs": [{"kind": "mha"}]}', "lacks the runs"),
+    ],
+)
+def test_broken_ablation_json_is_one_line(tmp_path, content, message):
+    from mla_core.errors import UserError
+
+    path = tmp_path / "attention_ablation.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=message.replace("`", ".").replace("(", ".")):
+        load_ablation(path)
