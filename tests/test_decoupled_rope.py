@@ -201,7 +201,7 @@ def test_scene_data_folds_are_the_explicit_products(scene_data):
     ):
         expected = w_uq.T @ explicit_rotation(m * freqs).T @ explicit_rotation(n * freqs) @ w_uk
         np.testing.assert_allclose(d[name], expected, atol=1e-7)
-        assert score == pytest.approx(float(d["c_q"] @ expected @ d["c_kv"]), abs=1e-9)
+        assert score == pytest.approx(float(d["c_q"] @ expected @ d["c_kv"]), rel=1e-7, abs=1e-9)
     assert d["pair_scores"][0] != pytest.approx(d["pair_scores"][1], abs=1e-4)
     np.testing.assert_allclose(d["fold_plain"], w_uq.T @ w_uk, atol=1e-9)
     assert d["fold_max_abs_diff"] == float(np.max(np.abs(d["fold_a"] - d["fold_b"])))

@@ -58,7 +58,9 @@ def scene_model(inputs: SceneInputs | None) -> tuple[DeepSeekModel, list[int], s
         from mla_core.loading.tokenizer import gpt2_tokenizer
 
         model = demo_mla_model().double().eval()
-        prompt = inputs.params.prompt if inputs is not None else " The American flag is red"
+        from mla_core.scene_data.params import VideoParams
+
+        prompt = (inputs.params if inputs is not None else VideoParams()).prompt
         ids = gpt2_tokenizer().encode(prompt)[:N_TOKENS]
         if len(ids) < 2:
             raise UserError(f"prompt={prompt!r} needs at least 2 tokens for this scene")
