@@ -34,7 +34,11 @@ def results(
 ) -> SceneData:
     """Results: V3's cache ratio, the notes' example, the paper's deployed and ablation
     figures, and the ablation trained here."""
-    from mla_core.analysis.ablation_results import load_ablation, mla_against_the_rest
+    from mla_core.analysis.ablation_results import (
+        RUN_FIELDS,
+        load_ablation,
+        mla_against_the_rest,
+    )
     from mla_core.analysis.cache_size import bytes_per_token, dims_from_config
     from mla_core.analysis.notes_example import NOTES_V2_EXAMPLE, notes_example
     from mla_core.analysis.paper_figures import (
@@ -63,22 +67,7 @@ def results(
         )
     }
     trained = load_ablation(ablation_json)
-    trained_runs = [
-        {
-            field: run[field]
-            for field in (
-                "kind",
-                "label",
-                "cache_bytes_per_token",
-                "cache_numbers_per_token_per_layer",
-                "parameters",
-                "val_loss",
-                "val_ppl",
-                "train_seconds",
-            )
-        }
-        for run in trained["runs"]
-    ]
+    trained_runs = [{field: run[field] for field in RUN_FIELDS} for run in trained["runs"]]
     return SceneData(
         "results",
         arrays={
