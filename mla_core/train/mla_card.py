@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mla_core.atomic import copy_atomically, write_text_atomically
 from mla_core.models.deepseek import DeepSeekModel
 
 WEIGHTS_DTYPE = torch.bfloat16  # as shipped: 2 bytes per parameter
@@ -52,42 +53,20 @@ def plot_curve(history: dict, tokens_per_step: int, path: Path) -> None:
     plt.close(fig)
 
 
-def head_rows(model: DeepSeekModel) -> tuple[list[dict], dict]:
-    """Every head's four scores, and the best head of each kind."""
+def head_summary(model: DeepSeekModel) -> dict:
+    """The demo GPT-2 card's head summary, with 40 random tokens repeated once unless the
+    model's context is shorter."""
     from mla_core.analysis.capture import context_length
-    from mla_core.analysis.head_scores import SCORE_KINDS, measure_head_scores
+    from mla_core.train.model_folder import head_score_summary
 
-    # 40 random tokens repeated once, as for the demo GPT-2, unless the context is shorter
-    repeat = min(40, (context_length(model.config) - 1) // 2)
-    scores = measure_head_scores(model, repeat_tokens=repeat)
-    layers, heads = scores.previous_token.shape
-    rows = [
-        {"layer": layer, "head": head}
-        | {kind: round(float(scores.kind(kind)[layer, head]), 4) for kind in SCORE_KINDS}
-        for layer in range(layers)
-        for head in range(heads)
-    ]
-    best = {}
-    for kind in SCORE_KINDS:
-        top = max(rows, key=lambda r, kind=kind: r[kind])
-        best[kind] = {"layer": top["layer"], "head": top["head"], "score": top[kind]}
-    return rows, best
+    return head_score_summary(model, min(40, (context_length(model.config) - 1) // 2))
 
 
 def model_card(record: dict) -> str:
     """MODEL.md from the training record."""
-    from mla_core.analysis.head_scores import ROLE_THRESHOLD, SCORE_LABELS
+    from mla_core.train.card import head_section
 
     c, run, shape = record["config"], record["result"], record["shape"]
-    best_rows = "\n".join(
-        f"| {SCORE_LABELS[kind]} | {b['layer']}.{b['head']} | {b['score']:.3f} |"
-        for kind, b in record["head_scores"]["best"].items()
-    )
-    all_rows = "\n".join(
-        f"| {r['layer']}.{r['head']} | {r['previous_token']:.3f} | {r['first_token']:.3f} | "
-        f"{r['duplicate_token']:.3f} | {r['induction']:.3f} |"
-        for r in record["head_scores"]["all"]
-    )
     mha_bytes = 2 * c["n_heads"] * shape["head_dim"] * c["n_layers"] * 2
     model_rows = _table(
         ("architecture", "DeepSeek-style: RMSNorm, MLA, dense SwiGLU MLP, tied embeddings"),
@@ -180,19 +159,8 @@ loads it, and `tests/test_deepseek_folder.py` checks that its logits equal ours.
 ## Results
 {result_rows}
 
-## Attention heads (`python -m mla_core heads --weights assets/models/demo-mla`)
-The best head of each kind (scores in [0, 1]; a head is called by its role in the video only
-at {ROLE_THRESHOLD:g} or more):
-
-| score | head | value |
-|---|---|---|
-{best_rows}
-
-Every head:
-
-| head | previous-token | first-token | duplicate | induction |
-|---|---|---|---|---|
-{all_rows}
+{head_section(record["head_scores"])}
+Measured on this folder with `python -m mla_core heads --weights assets/models/demo-mla`.
 
 ## Corpus and licence
 {record["corpus"]} The weights are a derivative of that text; share them under the same
@@ -213,7 +181,6 @@ def write_demo_mla_folder(model: DeepSeekModel, table: dict, history: dict, targ
 
     model = model.float().eval()
     run = next(r for r in table["runs"] if r["kind"] == "mla")
-    rows, best = head_rows(model)
     record = {
         "model": "demo-mla",
         "config": asdict(model.config),
@@ -226,25 +193,17 @@ def write_demo_mla_folder(model: DeepSeekModel, table: dict, history: dict, targ
         "python_version": platform.python_version(),
         "validation_tokens": table["data"]["validation_tokens"],
         "corpus": table["data"]["corpus"],
-        "head_scores": {"best": best, "all": rows},
+        "head_scores": head_summary(model),
         "history": history,
     }
+    save_deepseek_folder(model, target, dtype=WEIGHTS_DTYPE)
+    weights = Path(target) / "model.safetensors"
+    record["weights_bytes"] = weights.stat().st_size
+    record["sha256"] = sha256_of_file(weights)  # the card gives the weights' size and hash
     with tempfile.TemporaryDirectory() as scratch:
-        # the weights first, so that the card can give their size and sha256
-        save_deepseek_folder(model, target, dtype=WEIGHTS_DTYPE)
-        weights = Path(target) / "model.safetensors"
-        record["weights_bytes"] = weights.stat().st_size
-        record["sha256"] = sha256_of_file(weights)
         curve = Path(scratch) / "loss_curve.png"
         plot_curve(history, table["shape"]["batch_size"] * table["shape"]["n_ctx"], curve)
-        save_deepseek_folder(
-            model,
-            target,
-            dtype=WEIGHTS_DTYPE,
-            extra_files={
-                "MODEL.md": model_card(record),
-                "loss_curve.png": curve,
-                "training.json": json.dumps(record, indent=1) + "\n",
-            },
-        )
+        copy_atomically(curve, Path(target) / "loss_curve.png")
+    write_text_atomically(Path(target) / "MODEL.md", model_card(record))
+    write_text_atomically(Path(target) / "training.json", json.dumps(record, indent=1) + "\n")
     return record

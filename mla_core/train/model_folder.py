@@ -121,11 +121,12 @@ def write_model_folder(
     return summary
 
 
-def head_score_summary(model: GPT2) -> dict:
-    """Every head's scores and the most typical head of each kind (`analysis.head_scores`)."""
+def head_score_summary(model, repeat_tokens: int = 40) -> dict:
+    """Every head's scores and the most typical head of each kind (`analysis.head_scores`), for
+    a GPT-2 or a DeepSeek-style model."""
     from mla_core.analysis.head_scores import measure_head_scores, typical_heads
 
-    scores = measure_head_scores(model)
+    scores = measure_head_scores(model, repeat_tokens=repeat_tokens)
     return {
         "best": {
             kind: {"head": pick.name, "score": round(pick.score, 4)}
