@@ -12,6 +12,8 @@ import torch
 from helpers import made_up_documents
 
 from mla_core.train.batches import (
+    IGNORE_TARGET,
+    RANDOM_REPEAT_LENGTH,
     REPEAT_SPAN,
     batch_for_step,
     plant_repeat,
@@ -119,6 +121,32 @@ def test_repeat_fraction_sets_the_share_of_windows_with_a_repeat() -> None:
     assert all(len(np.unique(row)) < len(row) for row in all_of_them)
 
 
+def test_random_repeat_windows_repeat_one_random_sequence_and_ignore_its_first_copy() -> None:
+    n_ctx, batch = 128, 64
+    plain_inputs, _ = batch_for_step(STREAM, 9, batch, n_ctx, seed=3)
+    inputs, targets = batch_for_step(STREAM, 9, batch, n_ctx, seed=3, random_repeat_fraction=0.5)
+    replaced = 0
+    for row in range(batch):
+        ignored = int((targets[row] == IGNORE_TARGET).sum())
+        if ignored == 0:  # an untouched window: the same as without random repeats
+            assert torch.equal(inputs[row], plain_inputs[row])
+            assert torch.equal(targets[row, :-1], inputs[row, 1:])
+            continue
+        replaced += 1
+        length = ignored  # the first copy's targets are ignored, up to the second copy
+        assert RANDOM_REPEAT_LENGTH[0] <= length <= RANDOM_REPEAT_LENGTH[1]
+        assert (targets[row, :length] == IGNORE_TARGET).all()
+        window = torch.cat([inputs[row], targets[row, -1:]])
+        sequence = window[:length]
+        # the whole window is that sequence over and over, and every kept target (position
+        # t >= L) is the token that followed the same token one copy earlier (position t - L)
+        assert torch.equal(window, sequence.repeat(n_ctx // length + 2)[: n_ctx + 1])
+        assert torch.equal(inputs[row, length:], inputs[row, : n_ctx - length])
+        assert torch.equal(targets[row, length:], window[1 : n_ctx - length + 1])
+        assert np.isin(sequence.numpy(), STREAM).all()
+    assert 20 <= replaced <= 44  # about half of 64
+
+
 def test_sinusoidal_positions_make_one_step_back_a_fixed_rotation() -> None:
     table = sinusoidal_positions(256, 32).double()  # [T, C]
     assert table.shape == (256, 32)
@@ -136,6 +164,7 @@ def test_sinusoidal_positions_make_one_step_back_a_fixed_rotation() -> None:
     "flags, message",
     [
         (["--repeat-fraction", "1.5"], "--repeat-fraction 1.5 must be in 0..1"),
+        (["--random-repeat-fraction", "-1"], "--random-repeat-fraction -1.0 must be in 0..1"),
         (["--position-std", "0"], "--position-std 0.0 must be > 0"),
         (["--steps", "0"], "--steps 0 must be >= 1"),
         (["--steps", "10", "--warmup-steps", "10"], "--warmup-steps 10 must be in 0..steps-1"),
@@ -191,3 +220,58 @@ def test_a_tiny_run_writes_a_verified_model_folder(tmp_path, monkeypatch, capsys
         layer, head = row["layer"], row["head"]
         assert row["previous_token"] == pytest.approx(scores.previous_token[layer, head], abs=1e-4)
     assert "val loss" in capsys.readouterr().out
+
+
+def test_a_second_stage_starts_from_the_first_and_the_card_lists_both(
+    tmp_path, monkeypatch
+) -> None:
+    """--init-from: the run starts from those weights (not random ones), and its card and
+    training.json carry the stages behind them."""
+    import json
+
+    from mla_core.loading.weights import load_gpt2_from_dir
+
+    monkeypatch.setattr("mla_core.loading.corpus.load_wiki_summaries", made_up_documents)
+    common = [
+        "--batch-size", "2", "--n-ctx", "96", "--n-layer", "2", "--n-head", "2",
+        "--n-embd", "64", "--warmup-steps", "1", "--eval-every", "2", "--eval-windows", "2",
+        "--val-fraction", "0.2", "--precision", "fp32", "--threads", "1", "--device", "cpu",
+    ]  # fmt: skip
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*common, "--steps", "2", "--out", str(first),
+                 "--checkpoint-dir", str(tmp_path / "c1")]) == 0  # fmt: skip
+    # zero learning rate: the second stage's weights must be the first's, not a fresh init
+    assert main([*common, "--steps", "2", "--lr", "0", "--min-lr", "0", "--out", str(second),
+                 "--init-from", str(first), "--random-repeat-fraction", "0.5",
+                 "--checkpoint-dir", str(tmp_path / "c2")]) == 0  # fmt: skip
+    a, b = load_gpt2_from_dir(first), load_gpt2_from_dir(second)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    record = json.loads((second / "training.json").read_text(encoding="utf-8"))
+    first_record = json.loads((first / "training.json").read_text(encoding="utf-8"))
+    assert [stage["sha256"] for stage in record["stages"]] == [
+        first_record["sha256"],
+        record["sha256"],
+    ]
+    assert record["stages"][1]["init_from"] == str(first)
+    card = (second / "MODEL.md").read_text(encoding="utf-8")
+    assert "## Training stages" in card and "# stage 2" in card
+    assert first_record["command"] in card and record["command"] in card
+    assert "random repeats | 50% of the training windows" in card
+
+
+def test_init_from_a_model_of_another_shape_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("mla_core.loading.corpus.load_wiki_summaries", made_up_documents)
+    from mla_core.loading.weights import save_gpt2
+    from mla_core.models.configs import GPT2Config
+    from mla_core.models.gpt2 import GPT2
+
+    other = save_gpt2(GPT2(GPT2Config(n_ctx=96, n_embd=32, n_layer=1, n_head=2)), tmp_path / "m")
+    argv = ["--steps", "2", "--batch-size", "2", "--n-ctx", "96", "--n-layer", "2",
+            "--n-head", "2", "--n-embd", "64", "--warmup-steps", "1", "--threads", "1",
+            "--device", "cpu", "--init-from", str(other), "--out", str(tmp_path / "out"),
+            "--checkpoint-dir", str(tmp_path / "c")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --init-from") and "differs" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

@@ -18,11 +18,14 @@ def batch_for_step(
     n_ctx: int,
     seed: int,
     repeat_fraction: float = 0.0,
+    random_repeat_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows of the token stream: inputs [B, T] and next-token targets [B, T].
 
     With `repeat_fraction` > 0, that share of the windows (on average) gets one span of its
-    own text copied to a later place (`plant_repeat`).
+    own text copied to a later place (`plant_repeat`). With `random_repeat_fraction` > 0,
+    that share is replaced by a random token sequence repeated (`random_repeat_window`); the
+    targets of its first copy are IGNORE_TARGET, as nothing can predict them.
     """
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(ids) - n_ctx - 1, size=batch_size)
@@ -32,7 +35,17 @@ def batch_for_step(
             if rng.random() < repeat_fraction:
                 plant_repeat(window, rng)
     windows = torch.from_numpy(windows)
-    return windows[:, :-1], windows[:, 1:]
+    inputs, targets = windows[:, :-1], windows[:, 1:].clone()
+    if random_repeat_fraction > 0:
+        # A stream of its own, so that the natural windows are the same with or without it.
+        rng = np.random.default_rng([seed, step, 1])
+        for row in range(batch_size):
+            if rng.random() < random_repeat_fraction:
+                window, first_copy = random_repeat_window(ids, n_ctx, rng)
+                inputs[row] = torch.from_numpy(window[:-1])
+                targets[row] = torch.from_numpy(window[1:])
+                targets[row, :first_copy] = IGNORE_TARGET
+    return inputs, targets
 
 
 REPEAT_SPAN = (8, 128)  # shortest and longest repeated span, in tokens
@@ -53,6 +66,29 @@ def plant_repeat(window: np.ndarray, rng: np.random.Generator) -> None:
     source = int(rng.integers(0, n - 2 * length + 1))
     target = int(rng.integers(source + length, n - length + 1))
     window[target : target + length] = window[source : source + length]
+
+
+IGNORE_TARGET = -100  # F.cross_entropy's default ignore_index: no loss at this position
+RANDOM_REPEAT_LENGTH = (8, 64)  # shortest and longest random sequence, in tokens
+
+
+def random_repeat_window(
+    ids: np.ndarray, n_ctx: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """A window of n_ctx + 1 tokens: L tokens drawn at random from the training stream (so
+    with the corpus's own token frequencies, in no order), repeated until the window is full.
+    Returns the window and L, the number of targets to ignore: nothing predicts the first copy
+    or the first token of the second, but every later token is the one that followed the
+    previous occurrence of the current token. Only an induction circuit predicts it (a
+    previous-token head feeding a head that looks up "what came after this token before"),
+    so a few such windows per batch reward that circuit directly, the way text with long
+    verbatim repeats would. L is random, so no fixed positional offset does the job.
+    """
+    length = int(
+        rng.integers(RANDOM_REPEAT_LENGTH[0], min(RANDOM_REPEAT_LENGTH[1], n_ctx // 2) + 1)
+    )
+    sequence = ids[rng.integers(0, len(ids), size=length)].astype(np.int64)
+    return np.resize(sequence, n_ctx + 1), length
 
 
 def sinusoidal_positions(n_ctx: int, n_embd: int, std: float = 0.02) -> torch.Tensor:

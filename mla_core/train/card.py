@@ -6,16 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from mla_core.train.batches import REPEAT_SPAN
+from mla_core.train.batches import RANDOM_REPEAT_LENGTH, REPEAT_SPAN
 
 
-def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
+def plot_loss_curve(
+    history: dict, tokens_per_step: int, path: Path, stages: list[dict] | None = None
+) -> None:
+    """Training and validation loss of this run and, with the head scores, beside it; with
+    several `stages` (runs that started from the previous one's weights), the validation
+    loss and head scores of every stage, one after the other, boundaries dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = np.asarray(history["step"])
+    offset = sum(stage["steps"] for stage in (stages or [])[:-1])  # steps before this run
+    steps = np.asarray(history["step"]) + offset
     train = np.asarray(history["train_loss"])
     window = 25
     smooth = (
@@ -32,15 +38,20 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
         lw=1.5,
         label=f"training loss ({window}-step mean)",
     )
+    curves = _stage_curves(stages) if stages and len(stages) > 1 else history
     ax.plot(
-        history["val_step"],
-        history["val_loss"],
+        curves["val_step"],
+        curves["val_loss"],
         "o-",
         color="#d62728",
         ms=3,
-        label="validation loss",
+        label="validation loss" + (" (all stages)" if curves is not history else ""),
     )
-    ax.set_xlabel(f"step ({tokens_per_step:,} tokens per step)")
+    for boundary in _stage_boundaries(stages):
+        ax.axvline(boundary, color="#888888", ls=":", lw=1)
+    ax.set_xlabel(
+        f"step ({tokens_per_step:,} tokens per step)" + (", all stages" if offset else "")
+    )
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_title("demo-gpt2: training on Wikipedia summaries")
     ax.grid(alpha=0.3)
@@ -51,15 +62,17 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
         ax = axes[1]
         for kind, colour in zip(heads, ("#2ca02c", "#9467bd"), strict=False):
             ax.plot(
-                history["val_step"],
-                history[f"best_{kind}"],
+                curves["val_step"],
+                curves[f"best_{kind}"],
                 "o-",
                 color=colour,
                 ms=3,
                 label=f"best {SCORE_LABELS[kind]} score",
             )
+        for boundary in _stage_boundaries(stages):
+            ax.axvline(boundary, color="#888888", ls=":", lw=1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step" + (" (all stages)" if curves is not history else ""))
         ax.set_ylabel("score of the best head (0..1)")
         ax.set_title("attention heads finding their roles (mla_core.analysis.head_scores)")
         ax.grid(alpha=0.3)
@@ -67,6 +80,57 @@ def plot_loss_curve(history: dict, tokens_per_step: int, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _stage_curves(stages: list[dict]) -> dict:
+    """The stages' validation curves joined on one step axis."""
+    joined: dict = {"val_step": [], "val_loss": [], "best_previous_token": [], "best_induction": []}
+    offset = 0
+    for stage in stages:
+        curve = stage.get("curve", {})
+        n = len(curve.get("val_step", []))
+        joined["val_step"] += [offset + step for step in curve.get("val_step", [])]
+        for key in ("val_loss", "best_previous_token", "best_induction"):
+            joined[key] += curve.get(key, [float("nan")] * n)
+        offset += stage["steps"]
+    return joined
+
+
+def _stage_boundaries(stages: list[dict] | None) -> list[int]:
+    if not stages or len(stages) < 2:
+        return []
+    return list(np.cumsum([stage["steps"] for stage in stages[:-1]]))
+
+
+def stages_section(stages: list[dict]) -> str:
+    """The card's table of training stages, when the weights went through more than one run."""
+    if len(stages) < 2:
+        return ""
+    rows = "".join(
+        f"| {i} | {st['steps']:,} | {st['tokens_seen']:,} | {st['wall_time_s'] / 60:.0f} min "
+        f"({st['threads']} thread{'s' if st['threads'] > 1 else ''}) | {st['val_loss']:.4f} | "
+        f"{st['best_heads']['previous_token']:.3f} | {st['best_heads']['induction']:.3f} |\n"
+        for i, st in enumerate(stages, 1)
+    )
+    commands = "\n".join(f"# stage {i}\n{st['command']}" for i, st in enumerate(stages, 1))
+    total = sum(st["tokens_seen"] for st in stages)
+    minutes = sum(st["wall_time_s"] for st in stages) / 60
+    return f"""
+## Training stages
+The weights went through {len(stages)} runs, each starting from the weights the one before
+wrote (`--init-from`), with a fresh optimizer and learning-rate schedule: {total:,} tokens
+and {minutes:.0f} minutes in all. Validation loss (all held-out tokens) and the best head
+scores at the end of each stage:
+
+| stage | steps | tokens | wall time | validation loss | best previous-token | best induction |
+|---:|---:|---:|---:|---:|---:|---:|
+{rows}
+Commands, in order (paths as they were on the training machine; stage 1's output is the
+model this project shipped before, in git history):
+```
+{commands}
+```
+"""
 
 
 def head_section(head_scores: dict) -> str:
@@ -124,6 +188,22 @@ def model_card(t: dict) -> str:
     }[t["settings"].get("position_init", "normal")]
     notes = f"\n| note | {t['note']} |" if t.get("note") else ""
     heads = head_section(t["head_scores"]) if t.get("head_scores") else ""
+    stages = stages_section(t.get("stages", []))
+    retrain_note = (
+        "That is the last stage; it starts from the weights of the stages before it (above), "
+        "run in order.\n"
+        if stages
+        else ""
+    )
+    random_repeats = t["settings"].get("random_repeat_fraction", 0.0)
+    random_row = (
+        f"\n| random repeats | {random_repeats:.0%} of the training windows are a random "
+        f"sequence of {RANDOM_REPEAT_LENGTH[0]}-{RANDOM_REPEAT_LENGTH[1]} tokens drawn from "
+        "the corpus, repeated to fill the window, with no loss on its first copy: only "
+        "copying from the earlier occurrence predicts the rest |"
+        if random_repeats
+        else ""
+    )
     repeats = t["settings"].get("repeat_fraction", 0.0)
     repeat_row = (
         f"\n| planted repeats | {repeats:.0%} of the training windows get one span of their own "
@@ -163,7 +243,7 @@ under the same licence (CC BY-SA 4.0). Documents are split by a seeded permutati
 {t["settings"]["val_fraction"]:.0%} of them ({t["validation_tokens"]:,} tokens) are held out for
 validation; `heldout_slice.json` ships {t["heldout_slice_tokens"]} tokens of them.
 
-## Training
+## Training{" (the last stage)" if stages else ""}
 | | |
 |---|---|
 | steps | {t["steps"]:,} x {t["batch_size"]} sequences x {t["n_ctx"]} tokens |
@@ -172,11 +252,11 @@ validation; `heldout_slice.json` ships {t["heldout_slice_tokens"]} tokens of the
 lr {t["settings"]["lr"]:g} after {t["settings"]["warmup_steps"]} warm-up steps, cosine to \
 {t["settings"]["min_lr"]:g}, gradient clip {t["settings"]["grad_clip"]} |
 | precision | {t["settings"]["precision"]} autocast, fp32 master weights; shipped as float16 |
-| position embedding | learned, as in GPT-2; initialised {position_init} |{repeat_row}
+| position embedding | learned, as in GPT-2; initialised {position_init} |{repeat_row}{random_row}
 | seed | {t["seed"]} |
 | wall time | {t["wall_time_s"] / 60:.1f} min on {t["threads"]} CPU threads \
 (torch {t["torch_version"]}) |{notes}
-
+{stages}
 ## Results (measured on the float16 weights as shipped)
 | | |
 |---|---|
@@ -197,6 +277,6 @@ The numbers are also in `training.json` (with the whole loss history).
 pip install --no-deps -r requirements-train.txt
 {t["command"]}
 ```
-Same command, same machine kind, same torch: the same weights (fixed seeds, a fixed number of
-steps, batches drawn per step from a seeded generator).
+{retrain_note}Same command, same machine kind, same torch: the same weights (fixed seeds, a fixed
+number of steps, batches drawn per step from a seeded generator).
 """

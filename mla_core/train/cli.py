@@ -60,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of training windows given one repeated span of their own text (0..1)",
     )
     p.add_argument(
+        "--random-repeat-fraction",
+        type=float,
+        default=0.0,
+        help="share of training windows that are a random token sequence repeated (0..1)",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from the weights of this GPT-2 folder (same shape) instead of random ones",
+    )
+    p.add_argument(
         "--fused-adamw",
         action="store_true",
         help="use torch's fused AdamW (faster for small batches; rounding differs slightly)",
@@ -99,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--position-std {args.position_std} must be > 0")
         if not 0.0 <= args.repeat_fraction <= 1.0:
             raise UserError(f"--repeat-fraction {args.repeat_fraction} must be in 0..1")
+        if not 0.0 <= args.random_repeat_fraction <= 1.0:
+            raise UserError(
+                f"--random-repeat-fraction {args.random_repeat_fraction} must be in 0..1"
+            )
         device = check_device(args.device)
         if args.threads is not None:
             if args.threads < 1:
@@ -128,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             position_std=args.position_std,
             fused_adamw=args.fused_adamw,
             compile=args.compile,
+            random_repeat_fraction=args.random_repeat_fraction,
+            init_from=str(args.init_from) if args.init_from else "",
         )
         # The command as it would be typed again (without --resume: resuming changes nothing).
         command = "python -m mla_core.train " + shlex.join(a for a in argv if a != "--resume")

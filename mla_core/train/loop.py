@@ -35,6 +35,22 @@ def build_optimizer(model: nn.Module, s: OptimizerSettings) -> torch.optim.AdamW
     )
 
 
+def start_from_folder(model: GPT2, folder: Path) -> None:
+    """Copy the weights of a saved GPT-2 folder of the same shape into `model` (a second
+    training stage); the optimizer and the schedule start afresh."""
+    from mla_core.errors import UserError
+    from mla_core.loading.weights import load_gpt2_from_dir
+
+    start = load_gpt2_from_dir(folder)
+    theirs, ours = asdict(start.config), asdict(model.config)
+    theirs.pop("name"), ours.pop("name")
+    if theirs != ours:
+        raise UserError(f"--init-from {folder}: its shape {theirs} differs from this run's {ours}")
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            tensor.copy_(start.state_dict()[name])
+
+
 def training_loss_function(model: nn.Module, device: str, autocast_dtype, compile_step: bool):
     """The loss of one batch: forward (under autocast) and cross-entropy kept in float32.
 
@@ -106,6 +122,8 @@ def train(
             model.wpe.weight.copy_(
                 sinusoidal_positions(config.n_ctx, config.n_embd, std=s.position_std)
             )
+    if s.init_from:
+        start_from_folder(model, Path(s.init_from))
     model = model.to(device)
     optimizer = build_optimizer(model, s)
     autocast_dtype = torch.bfloat16 if s.precision == "bf16" else None
@@ -131,7 +149,13 @@ def train(
         model.train()
         lr = learning_rate(step, s)
         inputs, targets = batch_for_step(
-            train_ids, step, s.batch_size, s.n_ctx, s.seed, s.repeat_fraction
+            train_ids,
+            step,
+            s.batch_size,
+            s.n_ctx,
+            s.seed,
+            s.repeat_fraction,
+            s.random_repeat_fraction,
         )
         inputs, targets = inputs.to(device), targets.to(device)
         loss = optimizer_step(model, optimizer, step_loss, inputs, targets, lr, s.grad_clip)

@@ -109,7 +109,8 @@ def write_model_folder(
             "settings": asdict(s),
             "history": history,
         }
-        plot_loss_curve(history, tokens_per_step, tmp / "loss_curve.png")
+        summary["stages"] = earlier_stages(s.init_from) + [stage_record(summary)]
+        plot_loss_curve(history, tokens_per_step, tmp / "loss_curve.png", summary["stages"])
         (tmp / TRAINING_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         (tmp / "MODEL.md").write_text(model_card(summary), encoding="utf-8")
         tmp.chmod(0o755)
@@ -119,6 +120,35 @@ def write_model_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary
+
+
+STAGE_FIELDS = ("command", "steps", "tokens_seen", "wall_time_s", "threads", "val_loss", "sha256")
+
+
+def stage_record(summary: dict) -> dict:
+    """What the card keeps of one training run when a later run starts from its weights:
+    its command, size, time, result, and its validation curve (for the combined plot)."""
+    history = summary.get("history", {})
+    return {field: summary.get(field) for field in STAGE_FIELDS} | {
+        "init_from": summary.get("settings", {}).get("init_from", ""),
+        "best_heads": {
+            kind: pick["score"] for kind, pick in summary["head_scores"]["best"].items()
+        },
+        "curve": {
+            key: history[key]
+            for key in ("val_step", "val_loss", "best_previous_token", "best_induction")
+            if key in history
+        },
+    }
+
+
+def earlier_stages(init_from: str) -> list[dict]:
+    """The training runs behind the weights a run starts from (`--init-from`), oldest first:
+    that folder's own stages, or that folder as one stage."""
+    if not init_from:
+        return []
+    record = json.loads((Path(init_from) / TRAINING_FILE).read_text(encoding="utf-8"))
+    return record.get("stages") or [stage_record(record)]
 
 
 def head_score_summary(model, repeat_tokens: int = 40) -> dict:

@@ -41,6 +41,8 @@ class TrainSettings:
     position_std: float = 0.02  # std of the sinusoidal position init (GPT-2's init is 0.02)
     fused_adamw: bool = False  # torch's fused AdamW kernel: same maths, fewer passes over memory
     compile: bool = False  # torch.compile the forward and the loss together (same maths, faster)
+    random_repeat_fraction: float = 0.0  # share of windows that are random tokens repeated
+    init_from: str = ""  # a GPT-2 folder whose weights the run starts from ("" = random init)
 
 
 def learning_rate(step: int, s: OptimizerSettings) -> float:
