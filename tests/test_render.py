@@ -18,6 +18,7 @@ from helpers import run_render
 
 import render
 from mla_core.narration import PAUSE_AFTER_SPEECH, speak
+from mla_core.rendering import video_file
 from mla_core.rendering.video_file import count_frames, subtitle_cues
 from mla_core.scene_data.params import load_params
 from scenes import STORY, TEST_CARD
@@ -72,12 +73,14 @@ def test_still_names_differ_by_quality():
 # --- concatenation ------------------------------------------------------------------------
 
 
-def write_solid_video(path: Path, colours: list[tuple[int, int, int]], size=(64, 48), fps=15):
+def write_solid_video(
+    path: Path, colours: list[tuple[int, int, int]], size=(64, 48), fps=15, pix_fmt="yuv420p"
+):
     """A tiny H.264 mp4, one solid-colour frame per entry."""
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         for colour in colours:
             image = np.zeros((size[1], size[0], 3), dtype=np.uint8)
             image[:] = colour
@@ -106,6 +109,42 @@ def test_concat_keeps_every_frame_in_order(tmp_path):
         stream = container.streams.video[0]
         assert stream.average_rate == 15
     assert [p.name for p in output.parent.iterdir()] == ["joined.mp4"]  # no temp left behind
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_alike_inputs_are_joined_by_copying_their_frames_unchanged(tmp_path):
+    """Scene files from one encoder set-up are joined without re-encoding: every decoded
+    frame of the output is bit-identical to the input frame it came from."""
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (120, 120, 0)]
+    first = write_solid_video(tmp_path / "a.mp4", colours * 3)
+    second = write_solid_video(tmp_path / "b.mp4", colours[::-1] * 2)
+    assert video_file.copyable([first, second], fps=15) is not None
+    output = tmp_path / "joined.mp4"
+    assert render.concat_videos([first, second], output, fps=15) == [12, 8]
+    joined, expected = frames_of(output), frames_of(first) + frames_of(second)
+    assert len(joined) == 20
+    assert all(np.array_equal(a, b) for a, b in zip(joined, expected, strict=True))
+    with av.open(str(output)) as container:
+        assert container.streams.video[0].average_rate == 15
+
+
+def test_inputs_that_cannot_be_copied_are_re_encoded(tmp_path):
+    """Inputs from different encoder set-ups (4:2:0 and 4:4:4 chroma, so another H.264
+    profile): no copy; every frame is decoded and encoded again as 4:2:0, in order."""
+    red, blue = (220, 30, 30), (30, 30, 220)
+    first = write_solid_video(tmp_path / "a.mp4", [red] * 4)
+    second = write_solid_video(tmp_path / "b.mp4", [blue] * 3, pix_fmt="yuv444p")
+    assert video_file.copyable([first, second], fps=15) is None
+    output = tmp_path / "joined.mp4"
+    assert render.concat_videos([first, second], output, fps=15) == [4, 3]
+    colours = mean_colours(output)
+    assert len(colours) == 7 and colours[0][0] > 150 and colours[-1][2] > 150
+    with av.open(str(output)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
 
 def test_concat_refuses_mixed_resolutions(tmp_path):

@@ -23,10 +23,13 @@ def concat_videos(
     preset: str = "medium",
     subtitles: Callable[[list[int]], Cues] | None = None,
 ) -> list[int]:
-    """Decode each input mp4 in turn and encode every frame into ONE H.264 mp4 at `fps`.
+    """Join the input mp4s, in order, into ONE H.264 mp4 at `fps`.
 
-    Re-encoding (rather than re-muxing) gives one clean, constant-rate timeline whatever
-    timestamps each scene's file carries. The file is written under a temporary name and
+    When the inputs are alike (`copyable`: manim's scene files at one quality are), their
+    compressed frames are copied as they are, with shifted timestamps: no decoding, no
+    second encode, no loss, in a second or two. Otherwise each input is decoded and every
+    frame encoded again (`crf`, `preset`), which gives one clean, constant-rate timeline
+    whatever timestamps each file carries. The file is written under a temporary name and
     renamed, so an interrupted run never leaves a broken `output`. Returns the frames written
     from each input, in order (a scene starts at the sum of the counts before it, over fps).
 
@@ -55,6 +58,39 @@ def concat_videos(
     output.parent.mkdir(parents=True, exist_ok=True)
     frames = 0
     per_input: list[int] = []
+    plan = copyable(inputs, fps)
+
+    def copy(tmp: Path) -> None:
+        """Every input's packets, re-timed on one grid, each input after the previous one."""
+        ticks, delay = plan
+        per_input.clear()
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            with av.open(str(inputs[0])) as first:
+                stream = out.add_stream_from_template(first.streams.video[0])
+                stream.time_base = first.streams.video[0].time_base
+            track = _subtitle_stream(out) if cues is not None else None
+            audio = _audio_stream(out) if sound is not None else None
+            before = 0  # frames of the inputs before this one
+            for path in inputs:
+                with av.open(str(path)) as container:
+                    packets = _frame_packets(container)
+                    for k, (packet, rank) in enumerate(
+                        zip(packets, _display_ranks(packets), strict=True)
+                    ):
+                        packet.pts = (before + rank) * ticks
+                        packet.dts = (before + k - delay) * ticks
+                        packet.stream = stream
+                        out.mux(packet)
+                before += len(packets)
+                per_input.append(len(packets))
+            if track is not None:
+                _mux_cues(out, track, cues)
+            if audio is not None:
+                _mux_sound(out, audio, sound)
+
+    if plan is not None:
+        write_atomically(output, copy)
+        return per_input
 
     def encode(tmp: Path) -> None:
         nonlocal frames
@@ -86,6 +122,59 @@ def concat_videos(
 
     write_atomically(output, encode)
     return per_input
+
+
+def copyable(inputs: Sequence[Path], fps: int) -> tuple[int, int] | None:
+    """(ticks per frame, decode delay in frames) if the inputs can be joined by copying their
+    packets, else None.
+
+    They can when every input is H.264 with the same size, pixel format, time base and codec
+    set-up (SPS/PPS, the `extradata`), and `fps` is a whole number of ticks of that time base.
+    The copy then re-times every frame on one constant-rate grid: frame n of the joined
+    video is shown at n ticks-per-frame (manim's scene files drift by a few ticks where
+    their partial movies meet), and decoded `delay` frames earlier at most, the largest
+    reordering of B-frames any input has.
+    """
+    import av
+
+    setups = set()
+    ticks, delay = None, 0
+    for path in inputs:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            setups.add(
+                (context.name, context.width, context.height, context.pix_fmt,
+                 stream.time_base, bytes(context.extradata or b""))
+            )  # fmt: skip
+            if len(setups) != 1 or context.name != "h264" or stream.time_base is None:
+                return None
+            per_frame = 1 / (stream.time_base * fps)
+            if per_frame.denominator != 1:
+                return None
+            ticks = int(per_frame)
+            packets = _frame_packets(container)
+            if packets is None:
+                return None
+            delay = max(delay, *(k - rank for k, rank in enumerate(_display_ranks(packets))))
+    return ticks, delay
+
+
+def _frame_packets(container) -> list | None:
+    """The video packets that carry a frame, in decode order (None if one has no pts)."""
+    packets = [p for p in container.demux(video=0) if p.size]
+    return None if any(p.pts is None for p in packets) else packets
+
+
+def _display_ranks(packets: list) -> list[int]:
+    """For each packet (decode order), the place of its frame in display order."""
+    order = sorted(range(len(packets)), key=lambda k: packets[k].pts)
+    ranks = [0] * len(packets)
+    for rank, k in enumerate(order):
+        ranks[k] = rank
+    return ranks
 
 
 def count_frames(path: Path) -> int:
