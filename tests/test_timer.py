@@ -70,3 +70,34 @@ def test_stopwatch_reads_its_clock_since_it_was_made() -> None:
     watch = Stopwatch(clock)
     clock.now = 13.5
     assert watch.seconds() == 3.5
+
+
+def test_stable_within_times_rounds_until_the_median_settles() -> None:
+    """Rounds of 3 calls; the first round is slow (a machine waking up), then steady."""
+    clock = FakeClock()
+    durations = iter([5.0, 5.0, 5.0] + [1.0] * 100)
+
+    def work() -> None:
+        clock.now += next(durations)
+
+    timing = time_calls(work, 3, warmup=0, clock=clock, max_repeats=30, stable_within=0.02)
+    # median after round 1: 5; round 2: 3 (moved); round 3: 1 (moved); round 4: 1 (settled)
+    assert timing.repeats == 12
+    assert timing.median == 1.0
+    # 9 samples of 1 and 3 of 5: quartiles 1 and 2 (inclusive method), so IQR / median = 1
+    assert timing.spread == pytest.approx(1.0)
+    # a clock that never settles stops at max_repeats
+    clock2, n = FakeClock(), iter(range(1, 100))
+
+    def drifting() -> None:
+        clock2.now += next(n)
+
+    drift = time_calls(drifting, 3, warmup=0, clock=clock2, max_repeats=9, stable_within=0.02)
+    assert drift.repeats == 9
+
+
+def test_spread_is_the_interquartile_range_over_the_median() -> None:
+    from mla_core.bench.timer import Timing
+
+    assert Timing([1.0, 2.0, 3.0, 4.0, 5.0]).spread == pytest.approx((4.0 - 2.0) / 3.0)
+    assert Timing([2.0]).spread == 0.0

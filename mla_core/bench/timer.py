@@ -56,6 +56,15 @@ class Timing:
     def repeats(self) -> int:
         return len(self.samples)
 
+    @property
+    def spread(self) -> float:
+        """Interquartile range over the median: 0.04 means the middle half of the samples lie
+        within 4% of the median's size of each other (0 for fewer than 2 samples)."""
+        if len(self.samples) < 2:
+            return 0.0
+        q1, _, q3 = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return (q3 - q1) / self.median
+
 
 def time_calls(
     fn: Callable[[], object],
@@ -67,6 +76,7 @@ def time_calls(
     cpu_clock: Clock | None = None,
     max_repeats: int | None = None,
     target_seconds: float | None = None,
+    stable_within: float | None = None,
 ) -> Timing:
     """Call `fn` `warmup` times untimed, then time `repeats` calls.
 
@@ -74,6 +84,9 @@ def time_calls(
     until the samples add up to more than `target_seconds`, or `max_repeats` were taken.
     `device`: wait for its queued work after every call (see `synchronize`).
     `cpu_clock`: also read this clock (e.g. PROCESS_CPU) around each call, into cpu_samples.
+    With `stable_within` (e.g. 0.02) and `max_repeats`: time in rounds of `repeats` calls
+    until the median of all samples moved by at most that fraction over the last round (and
+    the samples add up to `target_seconds`, if given), or `max_repeats` were taken.
     """
     if repeats < 1:
         raise UserError(f"repeats {repeats} must be >= 1")
@@ -84,6 +97,7 @@ def time_calls(
     samples: list[float] = []
     cpu_samples: list[float] = []
     limit = max(repeats, max_repeats or repeats)
+    last_median = None  # median at the end of the previous round (stable_within)
     while len(samples) < limit:
         cpu_start = cpu_clock() if cpu_clock is not None else 0.0
         start = clock()
@@ -92,8 +106,22 @@ def time_calls(
         samples.append(clock() - start)
         if cpu_clock is not None:
             cpu_samples.append(cpu_clock() - cpu_start)
-        if len(samples) >= repeats and (target_seconds is None or sum(samples) > target_seconds):
-            break
+        n = len(samples)
+        long_enough = target_seconds is None or sum(samples) > target_seconds
+        if n < repeats:
+            continue
+        if stable_within is None:
+            if long_enough:
+                break
+            continue
+        if n % repeats == 0:
+            median = statistics.median(samples)
+            settled = last_median is not None and abs(median - last_median) <= (
+                stable_within * last_median
+            )
+            if settled and long_enough:
+                break
+            last_median = median
     return Timing(samples, cpu_samples, result)
 
 
