@@ -192,8 +192,11 @@ def test_compiled_matvec_equals_eager(dtype: torch.dtype) -> None:
     eager_mha = mha_decode(q, k, value_blocks(v), 0.25)
     eager_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
     eager_absorbed = _absorbed(x, 0.2)
+    k2, v2 = k[:, :2].contiguous(), v[:, :2].contiguous()  # GQA: 2 key/value heads for 8
+    eager_gqa, eager_mqa = gqa_decode(q, k2, v2, 0.25), gqa_decode(q, k[:, :1], v[:, :1], 0.25)
     use_compiled_matvec(True)
     try:
+        fused_gqa, fused_mqa = gqa_decode(q, k2, v2, 0.25), gqa_decode(q, k[:, :1], v[:, :1], 0.25)
         fused_mha = mha_decode(q, k, value_blocks(v), 0.25)
         fused_mha_batch1 = mha_decode(q[:1], k[:1], value_blocks(v[:1]), 0.25)
         fused_naive = mla_naive_decode(x["q_nope"], x["q_rope"], k_cache, v_blocks, 0.2)
@@ -205,6 +208,8 @@ def test_compiled_matvec_equals_eager(dtype: torch.dtype) -> None:
     torch.testing.assert_close(fused_mha_batch1, eager_mha[:1], rtol=tol, atol=tol)
     torch.testing.assert_close(fused_naive, eager_naive, rtol=tol, atol=tol)
     torch.testing.assert_close(fused_absorbed, eager_absorbed, rtol=tol, atol=tol)
+    torch.testing.assert_close(fused_gqa, eager_gqa, rtol=tol, atol=tol)
+    torch.testing.assert_close(fused_mqa, eager_mqa, rtol=tol, atol=tol)
 
 
 # --- counts -----------------------------------------------------------------------------
@@ -318,6 +323,37 @@ def test_bench_decode_runs_end_to_end(tmp_path, capsys) -> None:
                 assert row["speedup_vs_mha"] == pytest.approx(1.0)
     out = capsys.readouterr().out
     assert "MLA absorbed" in out and "GQA-8" in out and "bfloat16: memory read" in out
+
+
+def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -> None:
+    """The shape floor times exactly the products of the shared-key kinds at their shapes;
+    the matrix-vector kinds have none. A case's floor* is max(roofline floor, shape floor)."""
+    import mla_core.bench.decode as bench
+    from mla_core.bench.roofline import Roofline
+    from mla_core.bench.shape_floor import shape_floor_seconds
+
+    roof = Roofline(bandwidth=1e9, matmul_rate=1e15, dtype="float32", device="cpu")
+    cpu = torch.device("cpu")
+    for variant in ("mha", "mla_naive"):
+        _, args = bench.build_case(variant, SMALL, 1, 64, torch.float32, cpu)
+        assert shape_floor_seconds(variant, args, roof, quick=True) is None
+    for variant in ("gqa", "mqa", "mla_absorbed"):
+        _, args = bench.build_case(variant, SMALL, 2, 64, torch.float32, cpu)
+        shape = shape_floor_seconds(variant, args, roof, quick=True)
+        assert shape["products_s"] > 0 and shape["block"] == 64  # blocks >= 64 tokens: whole
+        assert shape["seconds"] == pytest.approx(shape["products_s"] + shape["weights_s"])
+        if variant == "mla_absorbed":  # W_UK and W_UV read once at the bandwidth
+            expected = (
+                SMALL.n_heads * SMALL.kv_lora_rank * (SMALL.qk_nope_head_dim + SMALL.v_head_dim)
+            )
+            assert shape["weights_s"] == pytest.approx(expected * 4 / 1e9)
+        else:
+            assert shape["weights_s"] == 0
+    # in a full (not quick) case the row carries it, and floor* is the larger of the two
+    row = bench._run_case("mqa", SMALL, 1, 64, torch.float32, cpu, roof, False, bench.WALL)
+    assert row["path_floor_s"] == pytest.approx(max(row["floor_s"], row["shape_floor"]["seconds"]))
+    assert row["path_efficiency"] == pytest.approx(row["path_floor_s"] / row["median_s"])
+    assert row["repeats"] >= 5 and row["spread"] >= 0
 
 
 @pytest.mark.parametrize(

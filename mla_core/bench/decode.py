@@ -32,6 +32,7 @@ from mla_core.bench.decode_attention import (
     use_compiled_matvec,
 )
 from mla_core.bench.roofline import Roofline, measure_roofline
+from mla_core.bench.shape_floor import shape_floor_seconds
 from mla_core.bench.timer import THREAD_CPU, WALL, Clock, time_calls
 from mla_core.errors import UserError
 from mla_core.loading.weights import check_device
@@ -40,6 +41,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 CLOCKS = {"wall": WALL, "thread": THREAD_CPU}
 DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_CONTEXTS = (1024, 4096)
+STABLE_WITHIN = 0.02  # a case's median must move by less than this over its last round
 MEMORY_FRACTION = 0.5  # never fill more than this share of the free memory with one case
 
 
@@ -268,22 +270,34 @@ def _run_case(
         )
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
-    # Median after warm-up; as many calls as fit in about target_seconds, 3 to max_repeats.
+    # Median after warm-up, in rounds of 5 calls until it moves by less than 2% over a round
+    # (and the calls add up to a second), at most max_repeats; the spread is reported.
     timing = time_calls(
         functools.partial(kernel, *args),
-        3,
+        3 if quick else 5,
         warmup=1 if quick else 2,
         device=device,
         clock=clock,
-        max_repeats=5 if quick else 15,
+        max_repeats=5 if quick else 40,
         target_seconds=0.2 if quick else 1.0,
+        stable_within=None if quick else STABLE_WITHIN,
     )
     seconds, repeats = timing.median, timing.repeats
+    shape = (
+        None
+        if quick or device.type != "cpu"
+        else shape_floor_seconds(variant, args, roofline, clock=clock)
+    )
     del args
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
+    path_floor = max(floor, shape["seconds"]) if shape else floor
     row.update(
         median_s=seconds,
         repeats=repeats,
+        spread=timing.spread,
+        shape_floor=shape,
+        path_floor_s=path_floor,
+        path_efficiency=path_floor / seconds,
         achieved_gb_per_s=cost.bytes_read / seconds / 1e9,
         achieved_gflop_per_s=cost.flops / seconds / 1e9,
         floor_s=floor,

@@ -32,7 +32,9 @@ Layout and kernel choices, measured on a 2-core AMD EPYC (Zen 4) with plain torc
 - GQA, MQA and absorbed MLA share each key row between many query rows (16, 128, 128), so
   they are matrix-matrix products: plain matmul, where BLAS is fast, on [B, G, T, d] caches,
   block by block over T for MQA and MLA (`_attend_shared_keys`). In bfloat16 the scores are
-  rounded to bfloat16 by the matmul before the float32 softmax.
+  rounded to bfloat16 by the matmul before the float32 softmax. Eagerly, the max, the
+  exponentials, the sum and the cast between the two products are five passes over the
+  scores; compiled (`use_compiled_matvec`), each block is one graph in which they fuse.
 """
 
 from __future__ import annotations
@@ -211,19 +213,22 @@ _compiled_matvec: dict[str, object] = {}  # filled by use_compiled_matvec(True)
 
 
 def use_compiled_matvec(enabled: bool = True) -> None:
-    """Run the matrix-vector products as torch.compile'd fused loops.
+    """Run the matrix-vector products as torch.compile'd fused loops, and the blocks of the
+    shared-key kinds as one compiled graph each.
 
     They are MHA's and naive MLA's products with the cache, and absorbed MLA's fold and
     unfold with W_UK and W_UV. Off (the default), they are matmuls: BLAS gemv. On,
     `_fused_dot_over_last`, `_fused_weighted_sum` and `_fused_per_head_matvec` (products and
-    sums, which compile into streaming passes) replace them; compiled once per dtype, with
-    dynamic sizes.
+    sums, which compile into streaming passes) replace them. GQA, MQA and absorbed MLA run
+    each block through a compiled `_shared_keys_block`: the products stay BLAS calls, the
+    softmax pieces between them fuse. All are compiled once per dtype, with dynamic sizes.
     """
     _compiled_matvec.clear()
     if enabled:
         _compiled_matvec["dot"] = torch.compile(_fused_dot_over_last, dynamic=True)
         _compiled_matvec["weighted_sum"] = torch.compile(_fused_weighted_sum, dynamic=True)
         _compiled_matvec["per_head"] = torch.compile(_fused_per_head_matvec, dynamic=True)
+        _compiled_matvec["shared_block"] = torch.compile(_shared_keys_block, dynamic=True)
 
 
 def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
@@ -307,29 +312,52 @@ def _attend_shared_keys(
     """
     t, rows = keys.shape[-2], queries_t.shape[-1]
     block = SHARED_KEYS_BLOCK if rows >= BLOCKWISE_MIN_ROWS else t
+    one_block = _compiled_matvec.get("shared_block", _shared_keys_block)
     running_max = running_sum = out = None
     for start in range(0, t, block):
         tokens = slice(start, start + block)
-        scores = torch.matmul(keys[..., tokens, :], queries_t)  # [..., c, rows]
-        if rope_keys is not None:
-            scores = scores + torch.matmul(rope_keys[..., tokens, :], rope_queries_t)
-        scores = _wide(scores)
-        block_max = scores.amax(dim=-2, keepdim=True)  # [..., 1, rows]
-        new_max = block_max if running_max is None else torch.maximum(running_max, block_max)
-        weights = torch.exp(scores - new_max)  # unnormalised softmax of this block
-        # [rows, c] in the values' dtype, cast and transposed in one pass
-        weights_t = weights.transpose(-1, -2).to(
-            values.dtype, memory_format=torch.contiguous_format
+        block_out, block_max, block_sum = one_block(
+            queries_t,
+            keys[..., tokens, :],
+            values[..., tokens, :],
+            rope_queries_t,
+            None if rope_keys is None else rope_keys[..., tokens, :],
         )
-        block_out = _wide(torch.matmul(weights_t, values[..., tokens, :]))  # [..., rows, d_v]
         if running_max is None:
-            running_sum, out = weights.sum(dim=-2, keepdim=True), block_out
-        else:
-            rescale = torch.exp(running_max - new_max)  # earlier blocks used a smaller max
-            running_sum = running_sum * rescale + weights.sum(dim=-2, keepdim=True)
-            out = out * rescale.transpose(-1, -2) + block_out
+            running_max, running_sum, out = block_max, block_sum, block_out
+            continue
+        new_max = torch.maximum(running_max, block_max)
+        old_scale, new_scale = torch.exp(running_max - new_max), torch.exp(block_max - new_max)
+        running_sum = running_sum * old_scale + block_sum * new_scale
+        out = out * old_scale.transpose(-1, -2) + block_out * new_scale.transpose(-1, -2)
         running_max = new_max
     return out / running_sum.transpose(-1, -2)
+
+
+def _shared_keys_block(
+    queries_t: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    rope_queries_t: torch.Tensor | None,
+    rope_keys: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One block of `_attend_shared_keys`: (unnormalised out [..., rows, d_v], score max
+    [..., 1, rows], sum of exp(score - max) [..., 1, rows]), all float32 (or float64).
+
+    Compiled (`use_compiled_matvec`), the two products stay BLAS calls and the max, the
+    exponentials, the sum and the cast-and-transpose between them become one or two loops
+    over the block's scores instead of five passes.
+    """
+    scores = torch.matmul(keys, queries_t)  # [..., c, rows]
+    if rope_keys is not None:
+        scores = scores + torch.matmul(rope_keys, rope_queries_t)
+    scores = _wide(scores)
+    block_max = scores.amax(dim=-2, keepdim=True)  # [..., 1, rows]
+    weights = torch.exp(scores - block_max)  # unnormalised softmax of this block
+    # [rows, c] in the values' dtype, cast and transposed in one pass
+    weights_t = weights.transpose(-1, -2).to(values.dtype, memory_format=torch.contiguous_format)
+    block_out = _wide(torch.matmul(weights_t, values))  # [..., rows, d_v]
+    return block_out, block_max, weights.sum(dim=-2, keepdim=True)
 
 
 def mla_naive_decode(

@@ -17,6 +17,9 @@ def format_table(report: dict) -> str:
 
     bytes / FLOPs: what one step must read and compute (from the shapes); ms: median step;
     GB/s, GFLOP/s: achieved; floor: max(bytes / bandwidth, FLOPs / rate); eff: floor / ms;
+    +-: interquartile range of the samples over the median; floor*: max(floor, the measured
+    floor of the path's matrix-product shapes, `shape_floor`), eff*: floor* / ms (the same
+    as floor and eff where no shape floor was measured);
     speed-up: MHA time / this time, measured and by the roofline.
     """
     lines = [
@@ -26,7 +29,8 @@ def format_table(report: dict) -> str:
     ]
     header = (
         f"{'B':>3} {'T':>6} {'variant':<13}{'MB read':>10}{'GFLOP':>9}{'ms':>9}{'GB/s':>8}"
-        f"{'GFLOP/s':>9}{'floor ms':>10}{'bound':>8}{'eff':>6}{'x MHA':>8}{'roofline':>9}"
+        f"{'GFLOP/s':>9}{'+-':>6}{'floor ms':>10}{'bound':>8}{'eff':>6}{'floor*':>8}{'eff*':>6}"
+        f"{'x MHA':>8}{'roofline':>9}"
     )
     for run in report["runs"]:
         roof = run["roofline"]
@@ -41,8 +45,10 @@ def format_table(report: dict) -> str:
             lines.append(
                 f"{r['batch']:>3} {r['context']:>6} {r['label']:<13}{r['bytes'] / 1e6:>10,.1f}"
                 f"{r['flops'] / 1e9:>9.2f}{r['median_s'] * 1e3:>9.2f}{r['achieved_gb_per_s']:>8.1f}"
-                f"{r['achieved_gflop_per_s']:>9.1f}{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}"
-                f"{r['efficiency']:>6.2f}"
+                f"{r['achieved_gflop_per_s']:>9.1f}{r.get('spread', 0.0):>6.0%}"
+                f"{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}{r['efficiency']:>6.2f}"
+                f"{r.get('path_floor_s', r['floor_s']) * 1e3:>8.2f}"
+                f"{r.get('path_efficiency', r['efficiency']):>6.2f}"
                 + (
                     f" {speedup:>6.2f}x {r['speedup_vs_mha_roofline']:>7.2f}x"
                     if speedup is not None
