@@ -2,8 +2,8 @@
 # Both run `make setup` first, which installs what is missing and is a no-op otherwise.
 PY := .venv/bin/python
 QUALITY ?= low
-# Scenes rendered at once (each is one manim process, about 1 GB of memory).
-JOBS ?= 2
+# Scenes rendered at once: one per CPU core (each is one manim process, about 1 GB of memory).
+JOBS ?= $(shell nproc)
 
 .PHONY: setup video test lint figures clean
 

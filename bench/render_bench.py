@@ -17,9 +17,13 @@ computed again). `--warm` uses the project's media/ and .cache/ instead.
     .venv/bin/python bench/render_bench.py --quality medium --jobs 2
 
 With --scenes, render.py renders those scenes (`render.py render ... --force`) and does not
-concatenate. Prints a table and writes bench/results/render_bench_<quality>.json
-(render_bench_<quality>_partial.json with --scenes). Run it on a quiet machine (`nice`
-changes nothing about what it measures, only how much of the machine it gets).
+concatenate. `--then-edit SCENE` (whole video only) then appends a comment line to that
+scene's file, renders the video again into the same media folder and data cache without
+--force, and restores the file: the warm time after an edit to one scene, and which scenes
+were rendered again (only that one should be). Prints a table and writes
+bench/results/render_bench_<quality>.json (render_bench_<quality>_partial.json with --scenes).
+Run it on a quiet machine (`nice` changes nothing about what it measures, only how much of
+the machine it gets).
 """
 
 from __future__ import annotations
@@ -86,6 +90,31 @@ def run_streaming(command: list[str], env: dict[str, str]) -> tuple[int, float, 
     return code, wall.seconds(), cpu.seconds(), lines
 
 
+def edit_and_render_again(command: list[str], env: dict[str, str], scene) -> dict:
+    """Append a comment to `scene`'s file, run `command` again without --force (same media
+    and data cache), restore the file; the wall time and which scenes manim rendered."""
+    original = scene.path.read_bytes()
+    again = [part for part in command if part != "--force"]
+    shown = " ".join(again[2:])
+    print(f"$ (after editing {scene.path.relative_to(ROOT)}) python render.py {shown}")
+    try:
+        scene.path.write_bytes(original + b"\n# render_bench.py --then-edit: a one-line edit\n")
+        code, wall, cpu, lines = run_streaming(again, env)
+    finally:
+        scene.path.write_bytes(original)
+    if code != 0:
+        raise SystemExit(f"error: render.py exited {code} after the edit")
+    rendered = [m["scene"] for _, line in lines if (m := SCENE_DONE.match(line))]
+    unchanged = sum("unchanged, not re-rendered" in line for _, line in lines)
+    return {
+        "edited": scene.name,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rendered_again": rendered,
+        "unchanged": unchanged,
+    }
+
+
 def git_commit() -> str | None:
     result = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
@@ -103,6 +132,12 @@ def main() -> int:
     parser.add_argument(
         "--warm", action="store_true", help="use the project's media/ and .cache/ (not cold)"
     )
+    parser.add_argument(
+        "--then-edit",
+        default=None,
+        metavar="SCENE",
+        help="afterwards, edit SCENE's file (a comment) and time the warm re-render",
+    )
     args = parser.parse_args()
     if args.quality not in render.QUALITIES:
         parser.error(f"--quality {args.quality!r}; allowed: {', '.join(render.QUALITIES)}")
@@ -117,6 +152,9 @@ def main() -> int:
         scenes = [find_scene(n) for n in names]
     else:
         scenes = list(STORY)
+    edited = find_scene(args.then_edit) if args.then_edit else None
+    if args.then_edit and (edited is None or args.scenes):
+        parser.error(f"--then-edit {args.then_edit!r}: a scene of the video, without --scenes")
 
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         env = dict(os.environ)
@@ -163,6 +201,9 @@ def main() -> int:
                     "render_s_per_video_s": render_s / video_s if video_s else None,
                 }
             )
+        warm_after_edit = None
+        if edited is not None:
+            warm_after_edit = edit_and_render_again(command, env, edited)
 
     results = {
         "what": "render.py " + ("render (some scenes)" if args.scenes else "video") + ", --force",
@@ -177,6 +218,7 @@ def main() -> int:
         "scenes_total_s": sum(r["render_s"] for r in rows),
         "concat_s": wall - concat_start if concat_start is not None else None,
         "video_s": sum(r["video_s"] for r in rows),
+        "warm_after_edit": warm_after_edit,
         "commit": git_commit(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -200,6 +242,12 @@ def main() -> int:
         print(f"{'concatenation':<22}{results['concat_s']:>9.1f}s")
     print(f"{'total (wall)':<22}{wall:>9.1f}s{results['video_s']:>9.1f}s")
     print(f"{'total (CPU, all procs)':<22}{cpu:>9.1f}s")
+    if warm_after_edit is not None:
+        print(
+            f"after editing {warm_after_edit['edited']}: {warm_after_edit['wall_s']:.1f} s "
+            f"(rendered again: {', '.join(warm_after_edit['rendered_again']) or 'none'}; "
+            f"{warm_after_edit['unchanged']} unchanged)"
+        )
 
     suffix = "_partial" if args.scenes else ""
     path = RESULTS_DIR / f"render_bench_{quality.name}{suffix}.json"

@@ -242,6 +242,41 @@ def test_video_manifest_and_skipping_unchanged_scenes(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_after_an_edit_to_one_scene_only_that_scene_is_rendered_again(
+    tmp_path, capsys, monkeypatch
+):
+    """Two scenes rendered; then scenes/test_card.py changes (as the manifest's fingerprint
+    sees files: by their sha256). Rendering both again re-renders the test card only."""
+    from mla_core.rendering import manifest
+    from scenes import find_scene
+
+    quality = render.QUALITIES["low"]
+    media = tmp_path / "media"
+    params = load_params(None, {"weights": "demo"})
+    both = [TEST_CARD, find_scene("Hook")]
+    render.render_scenes(both, quality, params, media, jobs=2)
+    capsys.readouterr()
+    render.render_scenes(both, quality, params, media, jobs=2)
+    out = capsys.readouterr().out
+    assert out.count("unchanged, not re-rendered") == 2  # nothing changed: nothing rendered
+
+    edited, real_sha256 = TEST_CARD.path.resolve(), manifest._sha256
+    monkeypatch.setattr(
+        manifest,
+        "_sha256",
+        lambda path: "an edited file" if Path(path).resolve() == edited else real_sha256(path),
+    )
+    render.render_scenes(both, quality, params, media, jobs=2)
+    out = capsys.readouterr().out
+    assert "Hook: unchanged, not re-rendered" in out
+    assert "TestCard: unchanged" not in out and "TestCard: " in out  # rendered again
+    stored = json.loads(
+        render.manifest_path(render.video_path(TEST_CARD, quality, media)).read_text()
+    )
+    assert stored["fingerprint"]["files"]["scenes/test_card.py"] == "an edited file"
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_voice_speaks_each_beat_and_the_beat_waits_for_it(tmp_path):
     quality = render.QUALITIES["low"]

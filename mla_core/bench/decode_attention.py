@@ -228,7 +228,11 @@ def use_compiled_matvec(enabled: bool = True) -> None:
         _compiled_matvec["dot"] = torch.compile(_fused_dot_over_last, dynamic=True)
         _compiled_matvec["weighted_sum"] = torch.compile(_fused_weighted_sum, dynamic=True)
         _compiled_matvec["per_head"] = torch.compile(_fused_per_head_matvec, dynamic=True)
+        # one compiled graph per call pattern: with and without the RoPE scores (absorbed MLA
+        # and GQA/MQA); each compiles again per dtype and for batch or heads of size 1
         _compiled_matvec["shared_block"] = torch.compile(_shared_keys_block, dynamic=True)
+        _compiled_matvec["shared_block_rope"] = torch.compile(_shared_keys_block_rope, dynamic=True)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
 
 def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
@@ -312,7 +316,10 @@ def _attend_shared_keys(
     """
     t, rows = keys.shape[-2], queries_t.shape[-1]
     block = SHARED_KEYS_BLOCK if rows >= BLOCKWISE_MIN_ROWS else t
-    one_block = _compiled_matvec.get("shared_block", _shared_keys_block)
+    if rope_keys is None:
+        one_block = _compiled_matvec.get("shared_block", _shared_keys_block)
+    else:
+        one_block = _compiled_matvec.get("shared_block_rope", _shared_keys_block_rope)
     running_max = running_sum = out = None
     for start in range(0, t, block):
         tokens = slice(start, start + block)
@@ -332,6 +339,11 @@ def _attend_shared_keys(
         out = out * old_scale.transpose(-1, -2) + block_out * new_scale.transpose(-1, -2)
         running_max = new_max
     return out / running_sum.transpose(-1, -2)
+
+
+def _shared_keys_block_rope(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`_shared_keys_block` with RoPE scores: its own function, so its own compiled graphs."""
+    return _shared_keys_block(*args)
 
 
 def _shared_keys_block(

@@ -82,10 +82,28 @@ def data_for_scene(
     return data
 
 
+def computed_in_scene_process(scene_name: str) -> bool:
+    """True for the scenes whose data is a measurement timed on one thread's CPU clock (a
+    quick benchmark; `COMPUTED_IN_SCENE_PROCESS` in the data module): it takes long, other
+    work beside it does not disturb it, so it runs in the scene's own manim process."""
+    if not has_data(scene_name):
+        return False
+    module = importlib.import_module(data_module(scene_name))
+    return bool(getattr(module, "COMPUTED_IN_SCENE_PROCESS", False))
+
+
 def check_scene_data(scenes, params: VideoParams) -> None:
     """Compute (or read from the cache) the data of every scene (StoryScene entries) before
     manim starts: bad input (weights, heads, prompt, sizes) stops there in one line, and the
-    manim processes find their data ready."""
-    for name in dict.fromkeys(scene.name for scene in scenes):
-        if has_data(name):
-            data_for_scene(name, params)
+    manim processes find their data ready. Scenes that `computed_in_scene_process` are left
+    to their manim process (render.py starts those first); their inputs are resolved here,
+    so bad parameters still stop before manim starts."""
+    from mla_core.scene_data.inputs import resolve_inputs
+
+    names = [name for name in dict.fromkeys(scene.name for scene in scenes) if has_data(name)]
+    if not names:
+        return
+    inputs = resolve_inputs(params)
+    for name in names:
+        if not computed_in_scene_process(name):
+            data_for_scene(name, inputs)
