@@ -350,10 +350,32 @@ def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -
         else:
             assert shape["weights_s"] == 0
     # in a full (not quick) case the row carries it, and floor* is the larger of the two
+    # (this roofline makes every case memory-bound: each reads its own cache for the
+    # bandwidth of the moment, and floor* uses that instead of the roofline's 1 GB/s)
     row = bench._run_case("mqa", SMALL, 1, 64, torch.float32, cpu, roof, False, bench.WALL)
-    assert row["path_floor_s"] == pytest.approx(max(row["floor_s"], row["shape_floor"]["seconds"]))
+    assert row["bound"] == "memory" and row["bandwidth_now"] > 0
+    expected = max(row["bytes"] / row["bandwidth_now"], row["shape_floor"]["seconds"])
+    assert row["path_floor_s"] == pytest.approx(expected)
     assert row["path_efficiency"] == pytest.approx(row["path_floor_s"] / row["median_s"])
     assert row["repeats"] >= 5 and row["spread"] >= 0
+    mha = bench._run_case("mha", SMALL, 1, 64, torch.float32, cpu, roof, False, bench.WALL)
+    assert mha["shape_floor"] is None and mha["bandwidth_now"] > 0
+    assert mha["path_floor_s"] == pytest.approx(mha["bytes"] / mha["bandwidth_now"])
+    # a compute-bound case (a huge bandwidth, a slow matmul) probes nothing: floor* is the
+    # larger of the roofline floor and the shape floor
+    slow = Roofline(bandwidth=1e15, matmul_rate=1e6, dtype="float32", device="cpu")
+    gqa = bench._run_case("gqa", SMALL, 1, 64, torch.float32, cpu, slow, False, bench.WALL)
+    assert gqa["bound"] == "compute" and gqa["bandwidth_now"] is None
+    assert gqa["path_floor_s"] == pytest.approx(max(gqa["floor_s"], gqa["shape_floor"]["seconds"]))
+
+
+def test_read_bandwidth_of_counts_every_byte_of_the_tensors() -> None:
+    from mla_core.bench import roofline
+
+    tensors = [torch.zeros(1 << 16, dtype=torch.bfloat16), torch.zeros(1 << 14)]
+    ticks = iter(range(1000))
+    rate = roofline.measure_read_bandwidth_of(tensors, repeats=3, clock=lambda: next(ticks))
+    assert rate == (2 * (1 << 16) + 4 * (1 << 14)) / 1.0  # each pass: one tick of this clock
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from mla_core.bench.decode_attention import (
     step_cost,
     use_compiled_matvec,
 )
-from mla_core.bench.roofline import Roofline, measure_roofline
+from mla_core.bench.roofline import Roofline, measure_read_bandwidth_of, measure_roofline
 from mla_core.bench.shape_floor import shape_floor_seconds
 from mla_core.bench.timer import THREAD_CPU, WALL, Clock, time_calls
 from mla_core.errors import UserError
@@ -270,6 +270,11 @@ def _run_case(
         )
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
+    memory_bound = roofline.bound(cost.bytes_read, cost.flops) == "memory"
+    # the case's own cache, read just before (and after) its timing: the bandwidth of that moment
+    caches = [a for a in args if isinstance(a, torch.Tensor) and a.dim() >= 4]  # not q
+    probe_now = memory_bound and not quick and device.type == "cpu" and bool(caches)
+    bandwidth_now = measure_read_bandwidth_of(caches, clock=clock) if probe_now else None
     # Median after warm-up, in rounds of 5 calls until it moves by less than 2% over a round
     # (and the calls add up to a second), at most max_repeats; the spread is reported.
     timing = time_calls(
@@ -283,6 +288,8 @@ def _run_case(
         stable_within=None if quick else STABLE_WITHIN,
     )
     seconds, repeats = timing.median, timing.repeats
+    if probe_now:  # the higher of the two readings: the lower floor, the stricter efficiency
+        bandwidth_now = max(bandwidth_now, measure_read_bandwidth_of(caches, clock=clock))
     shape = (
         None
         if quick or device.type != "cpu"
@@ -290,8 +297,15 @@ def _run_case(
     )
     del args
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
-    path_floor = max(floor, shape["seconds"]) if shape else floor
+    # floor*: the bytes at this moment's bandwidth (memory-bound cases, else the roofline's),
+    # the FLOPs at the matmul rate, and the products' own shape floor, whichever is largest
+    path_floor = max(
+        cost.bytes_read / (bandwidth_now or roofline.bandwidth),
+        cost.flops / roofline.matmul_rate,
+        shape["seconds"] if shape else 0.0,
+    )
     row.update(
+        bandwidth_now=bandwidth_now,
         median_s=seconds,
         repeats=repeats,
         spread=timing.spread,

@@ -17,9 +17,10 @@ def format_table(report: dict) -> str:
 
     bytes / FLOPs: what one step must read and compute (from the shapes); ms: median step;
     GB/s, GFLOP/s: achieved; floor: max(bytes / bandwidth, FLOPs / rate); eff: floor / ms;
-    +-: interquartile range of the samples over the median; floor*: max(floor, the measured
-    floor of the path's matrix-product shapes, `shape_floor`), eff*: floor* / ms (the same
-    as floor and eff where no shape floor was measured);
+    +-: interquartile range of the samples over the median; floor*: for memory-bound cases
+    bytes / the bandwidth at which this machine read the case's own cache just before and
+    after timing it (the better reading), for GQA, MQA and absorbed MLA max(floor, the
+    measured floor of their matrix-product shapes, `shape_floor`); eff*: floor* / ms;
     speed-up: MHA time / this time, measured and by the roofline.
     """
     lines = [

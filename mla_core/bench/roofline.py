@@ -53,6 +53,24 @@ def measure_bandwidth(
     return nbytes / seconds
 
 
+def measure_read_bandwidth_of(
+    tensors: list[torch.Tensor], repeats: int = 5, clock: Clock = WALL
+) -> float:
+    """Bytes/s at which this machine reads exactly these tensors now: the best of `repeats`
+    passes of a max-reduction over each one's bytes (viewed as int32, so no arithmetic of
+    the dtype, not even denormals, slows the pass). A decode case's own cache, read just
+    before and after its timing, is a ceiling from the same moment and the same memory."""
+    views = [t.reshape(-1).view(torch.int32) for t in tensors]  # contiguous, 4-byte multiple
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+
+    def read_all() -> None:
+        for view in views:
+            view.amax()
+
+    seconds = time_calls(read_all, repeats, device=tensors[0].device, clock=clock).best
+    return nbytes / seconds
+
+
 def measure_matmul_rate(
     dtype: torch.dtype,
     device: torch.device,
