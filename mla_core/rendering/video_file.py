@@ -158,7 +158,7 @@ def copyable(inputs: Sequence[Path], fps: int) -> tuple[int, int] | None:
             packets = _frame_packets(container)
             if packets is None:
                 return None
-            delay = max(delay, *(k - rank for k, rank in enumerate(_display_ranks(packets))))
+            delay = max([delay, *(k - rank for k, rank in enumerate(_display_ranks(packets)))])
     return ticks, delay
 
 

@@ -20,8 +20,9 @@ def plot_loss_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    offset = sum(stage["steps"] for stage in (stages or [])[:-1])  # steps before this run
-    steps = np.asarray(history["step"]) + offset
+    boundaries = _stage_boundaries(stages)  # where each later stage starts
+    several = bool(boundaries)
+    steps = np.asarray(history["step"]) + (boundaries[-1] if several else 0)
     train = np.asarray(history["train_loss"])
     window = 25
     smooth = (
@@ -38,19 +39,19 @@ def plot_loss_curve(
         lw=1.5,
         label=f"training loss ({window}-step mean)",
     )
-    curves = _stage_curves(stages) if stages and len(stages) > 1 else history
+    curves = _stage_curves(stages) if several else history
     ax.plot(
         curves["val_step"],
         curves["val_loss"],
         "o-",
         color="#d62728",
         ms=3,
-        label="validation loss" + (" (all stages)" if curves is not history else ""),
+        label="validation loss" + (" (all stages)" if several else ""),
     )
-    for boundary in _stage_boundaries(stages):
+    for boundary in boundaries:
         ax.axvline(boundary, color="#888888", ls=":", lw=1)
     ax.set_xlabel(
-        f"step ({tokens_per_step:,} tokens per step)" + (", all stages" if offset else "")
+        f"step ({tokens_per_step:,} tokens per step)" + (", all stages" if several else "")
     )
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_title("demo-gpt2: training on Wikipedia summaries")
@@ -69,10 +70,10 @@ def plot_loss_curve(
                 ms=3,
                 label=f"best {SCORE_LABELS[kind]} score",
             )
-        for boundary in _stage_boundaries(stages):
+        for boundary in boundaries:
             ax.axvline(boundary, color="#888888", ls=":", lw=1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("step" + (" (all stages)" if curves is not history else ""))
+        ax.set_xlabel("step" + (" (all stages)" if several else ""))
         ax.set_ylabel("score of the best head (0..1)")
         ax.set_title("attention heads finding their roles (mla_core.analysis.head_scores)")
         ax.grid(alpha=0.3)

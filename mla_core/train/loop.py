@@ -46,9 +46,7 @@ def start_from_folder(model: GPT2, folder: Path) -> None:
     theirs.pop("name"), ours.pop("name")
     if theirs != ours:
         raise UserError(f"--init-from {folder}: its shape {theirs} differs from this run's {ours}")
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            tensor.copy_(start.state_dict()[name])
+    model.load_state_dict(start.state_dict())  # in place: the tied head stays tied
 
 
 def training_loss_function(model: nn.Module, device: str, autocast_dtype, compile_step: bool):
