@@ -43,6 +43,16 @@ def _imported_modules(path: Path) -> set[str]:
     return {name for name in found if name.split(".")[0] == PACKAGE}
 
 
+def defines_function(module: str, name: str, root: Path = REPO) -> bool:
+    """Whether an mla_core module's source defines a top-level function `name`: read, not
+    imported (importing can be slow: most modules that compute import torch)."""
+    path = module_path(module, root)
+    if path is None:
+        return False
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    return any(isinstance(node, ast.FunctionDef) and node.name == name for node in tree.body)
+
+
 @cache
 def import_closure(module: str, root: Path = REPO) -> tuple[Path, ...]:
     """The source files of `module` and of every mla_core module it imports, transitively

@@ -7,14 +7,19 @@ cache formula of mla_core.analysis.cache_size for the live cache's bytes at ever
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from mla_core import scene_data as sd
-from mla_core.code_version import code_version, import_closure
+from mla_core.code_version import code_version, defines_function, import_closure
 from mla_core.errors import UserError
+from mla_core.loading.weights import DEVICE_CHOICE_ENV
 from mla_core.scene_data import params as sp
-from mla_core.scene_data.store import DataCache, SceneData
+from mla_core.scene_data.store import CACHE_DIR_ENV, REPO, DataCache, SceneData
 
 # --- parameters -----------------------------------------------------------------------------
 
@@ -172,6 +177,54 @@ def test_code_version_follows_imports_and_changes_with_any_source_it_imports(tmp
     import_closure.cache_clear()
     after = code_version("mla_core.a", tmp_path)
     assert after != before and len(after) == 16
+
+
+def test_defines_function_reads_the_source_without_importing_it(tmp_path):
+    make_package(
+        tmp_path,
+        {
+            "mla_core/__init__.py": "",
+            "mla_core/a.py": (
+                "raise SystemExit('imported')\n"
+                "def cache_inputs(inputs):\n    return {}\n"
+                "class K:\n    def hidden(self):\n        pass\n"
+                "other = 1\n"
+            ),
+        },
+    )
+    assert defines_function("mla_core.a", "cache_inputs", tmp_path)
+    assert not defines_function("mla_core.a", "hidden", tmp_path)  # a method, not top-level
+    assert not defines_function("mla_core.a", "other", tmp_path)  # a name, not a function
+    assert not defines_function("mla_core.missing", "cache_inputs", tmp_path)
+    assert defines_function("mla_core.scene_data.results", "cache_inputs")
+    assert not defines_function("mla_core.scene_data.hook", "cache_inputs")
+
+
+def test_a_scene_process_that_finds_its_data_cached_never_imports_torch(tmp_path):
+    """A manim process starts with cached data (render.py computed it): with the device that
+    render.py resolved in the environment, reading the data must not load torch (1.5 s per
+    process). Computing it here fills the cache; a fresh interpreter then reads it."""
+    env = {**os.environ, CACHE_DIR_ENV: str(tmp_path / "cache"), DEVICE_CHOICE_ENV: "cpu"}
+    env["HF_HUB_OFFLINE"] = "1"  # "auto" weights: the cache or the demo model, no network
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
+    probe = (
+        "import sys\n"
+        "from mla_core.scene_data import data_for_scene\n"
+        "from mla_core.scene_data.params import load_params\n"
+        "import scenes.next_token, scenes.cache_size_per_token\n"
+        "for name in ('NextToken', 'CacheSizePerToken'):\n"
+        "    data_for_scene(name, load_params())\n"
+        "print('torch' in sys.modules)\n"
+    )
+    run = lambda: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    first = run()  # cold cache: NextToken runs the model, so torch is imported
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "True"
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "False"
 
 
 def test_each_scenes_data_key_covers_the_code_it_runs():

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from mla_core.errors import UserError
 from mla_core.loading import weights as weights_module
 from mla_core.loading.weights import (
+    DEVICE_CHOICE_ENV,
     WEIGHTS_ENV,
     check_device,
     load_gpt2,
@@ -273,3 +274,18 @@ def test_device_choice() -> None:
     else:
         with pytest.raises(UserError, match="no CUDA GPU"):
             check_device("cuda")
+
+
+def test_device_choice_handed_down_by_render_py(monkeypatch) -> None:
+    """render.py puts what "" resolved to in the environment of its manim processes; they
+    take it without asking torch. An explicit device is still checked, and a value that is
+    not a device is ignored."""
+    has_gpu = torch.cuda.is_available()
+    monkeypatch.setenv(DEVICE_CHOICE_ENV, "cuda")
+    assert check_device("") == "cuda"  # taken as given: the parent checked it
+    assert check_device("cpu") == "cpu"
+    if not has_gpu:
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            check_device("cuda")
+    monkeypatch.setenv(DEVICE_CHOICE_ENV, "tpu")
+    assert check_device("") == ("cuda" if has_gpu else "cpu")

@@ -38,21 +38,30 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from mla_core.atomic import write_atomically, write_text_atomically
 from mla_core.errors import UserError, check_device_name
 from mla_core.loading.weights_setting import AUTO, AUTO_CHOICE_ENV, DEMO, parse_weights_spec
 from mla_core.models.configs import GPT2Config, gpt2_config_from_hf, load_config_json
-from mla_core.models.gpt2 import GPT2
+
+# torch is imported by the functions that touch tensors, not here: finding and hashing the
+# weights needs no torch, and a scene process that reads its data from the cache never loads
+# it (its import is about 1.5 s of the 2.5 s a manim process takes to start).
+if TYPE_CHECKING:
+    import torch
+
+    from mla_core.models.gpt2 import GPT2
 
 WEIGHTS_ENV = "MLA_GPT2_WEIGHTS"
 EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "demo-gpt2"
 HF_REPO_IDS = ("gpt2", "openai-community/gpt2")  # the same files under the old and new name
 DOWNLOAD_REPO_ID = "openai-community/gpt2"
+# Set by render.py for its manim processes: what device "" (cuda when available) resolved to,
+# so that they need not import torch to ask again.
+DEVICE_CHOICE_ENV = "MLA_DEVICE_CHOICE"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHA256_FILE = "model.safetensors.sha256"
@@ -399,6 +408,12 @@ def check_device(device: str | None) -> str:
     video's parameters) goes through here.
     """
     check_device_name(device)
+    if device == "cpu":
+        return device
+    if not device and os.environ.get(DEVICE_CHOICE_ENV) in ("cpu", "cuda"):
+        return os.environ[DEVICE_CHOICE_ENV]  # render.py asked torch already
+    import torch
+
     if not device:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -434,6 +449,8 @@ def hf_to_model_state_dict(
     tensors: dict[str, torch.Tensor], config: GPT2Config, where: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
     """Rename, transpose and check Hugging Face GPT-2 tensors into `GPT2.state_dict()` form."""
+    import torch
+
     renamed: dict[str, torch.Tensor] = {}
     stored_head = None
     for key, tensor in tensors.items():
@@ -470,6 +487,10 @@ def hf_to_model_state_dict(
 
 
 def _model_shapes(config: GPT2Config) -> dict[str, torch.Size]:
+    import torch
+
+    from mla_core.models.gpt2 import GPT2
+
     with torch.device("meta"):
         return {k: v.shape for k, v in GPT2(config).state_dict().items()}
 
@@ -477,6 +498,8 @@ def _model_shapes(config: GPT2Config) -> dict[str, torch.Size]:
 def check_weight_values(tensors: dict[str, torch.Tensor], where: str) -> None:
     """Weights must be floating point and finite: an integer tensor or a NaN/Inf would give
     nonsense (nan probabilities) rather than an error. Names the first bad tensor."""
+    import torch
+
     for key, tensor in tensors.items():
         if not tensor.is_floating_point():
             raise UserError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; want floats")
@@ -485,9 +508,14 @@ def check_weight_values(tensors: dict[str, torch.Tensor], where: str) -> None:
 
 
 def load_gpt2_from_dir(
-    folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+    folder: str | Path, device: str = "cpu", dtype: torch.dtype | None = None
 ) -> GPT2:
-    """A GPT2 in eval mode with the weights of a Hugging Face folder (config + safetensors)."""
+    """A GPT2 in eval mode with the weights of a Hugging Face folder (config + safetensors),
+    in `dtype` (default float32)."""
+    import torch
+
+    from mla_core.models.gpt2 import GPT2
+
     folder = _checked_folder(Path(folder), "weights")
     config = read_gpt2_config(folder)
     weights_file = folder / WEIGHTS_FILE
@@ -503,7 +531,7 @@ def load_gpt2_from_dir(
         model = GPT2(config)
     model.load_state_dict(state, strict=False, assign=True)  # lm_head.weight is re-tied below
     model.lm_head.weight = model.wte.weight
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype or torch.float32).eval()
 
 
 def load_gpt2(
@@ -549,6 +577,9 @@ def save_gpt2(model: GPT2, folder: str | Path, write_sha256: bool = True) -> Pat
     projections (no lm_head.weight: tied), plus model.safetensors.sha256 unless told not to.
     Each file is written to a temporary name and renamed into place.
     """
+    import torch
+    from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mla_core.errors import UserError
+from mla_core.loading.weights import DEVICE_CHOICE_ENV, check_device
 from mla_core.rendering.quality import Quality
 from mla_core.scene_data import MANIFEST_DIR_ENV, USER_ERROR_FILE
 from mla_core.scene_data.params import PARAMS_ENV, VideoParams
@@ -100,6 +101,8 @@ def run_manim(
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         env[PARAMS_ENV] = params.to_json()
         env[MANIFEST_DIR_ENV] = record_dir
+        if not params.device:
+            env[DEVICE_CHOICE_ENV] = check_device(params.device)
         result = subprocess.run(
             manim_command(
                 scene, quality, media_dir, still, upto_animation, output_name, config_file

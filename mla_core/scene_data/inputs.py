@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mla_core.errors import UserError
 from mla_core.loading.weights import (
@@ -22,8 +22,10 @@ from mla_core.loading.weights import (
     resolve_weights,
     sha256_of_file,
 )
-from mla_core.models.gpt2 import GPT2
 from mla_core.scene_data.params import MAX_PROMPT_TOKENS, RENDER_ONLY_PARAMS, VideoParams
+
+if TYPE_CHECKING:  # the model (and torch) load on first use: cached data needs neither
+    from mla_core.models.gpt2 import GPT2
 
 
 @dataclass(frozen=True)
