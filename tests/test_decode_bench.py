@@ -9,6 +9,7 @@ of `expand_latent_cache`); byte and FLOP counts computed by hand from DeepSeek-V
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -326,8 +327,9 @@ def test_bench_decode_runs_end_to_end(tmp_path, capsys) -> None:
 
 
 def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -> None:
-    """The shape floor times exactly the products of the shared-key kinds at their shapes;
-    the matrix-vector kinds have none. A case's floor* is max(roofline floor, shape floor)."""
+    """The shape floor times exactly the products of the shared-key kinds at their shapes,
+    and one exp per score; the matrix-vector kinds have none. A case's floor* is, round by
+    round, max(roofline floor, that round's probes)."""
     import mla_core.bench.decode as bench
     from mla_core.bench.roofline import Roofline
     from mla_core.bench.shape_floor import shape_floor_seconds
@@ -341,7 +343,10 @@ def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -
         _, args = bench.build_case(variant, SMALL, 2, 64, torch.float32, cpu)
         shape = shape_floor_seconds(variant, args, roof, quick=True)
         assert shape["products_s"] > 0 and shape["block"] == 64  # blocks >= 64 tokens: whole
-        assert shape["seconds"] == pytest.approx(shape["products_s"] + shape["weights_s"])
+        assert shape["exps_s"] > 0  # one float32 exp per score, timed alone
+        assert shape["seconds"] == pytest.approx(
+            shape["products_s"] + shape["exps_s"] + shape["weights_s"]
+        )
         if variant == "mla_absorbed":  # W_UK and W_UV read once at the bandwidth
             expected = (
                 SMALL.n_heads * SMALL.kv_lora_rank * (SMALL.qk_nope_head_dim + SMALL.v_head_dim)
@@ -352,21 +357,60 @@ def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -
     # in a full (not quick) case the row carries it, and floor* is the larger of the two
     # (this roofline makes every case memory-bound: each reads its own cache for the
     # bandwidth of the moment, and floor* uses that instead of the roofline's 1 GB/s)
+    # Round by round, floor* is the larger of the two probes timed beside the kernel, so its
+    # median is at least each probe's median; eff* is the median of the paired ratios.
     row = bench._run_case("mqa", SMALL, 1, 64, torch.float32, cpu, roof, False, bench.WALL)
     assert row["bound"] == "memory" and row["bandwidth_now"] > 0
-    expected = max(row["bytes"] / row["bandwidth_now"], row["shape_floor"]["seconds"])
-    assert row["path_floor_s"] == pytest.approx(expected)
-    assert row["path_efficiency"] == pytest.approx(row["path_floor_s"] / row["median_s"])
-    assert row["repeats"] >= 5 and row["spread"] >= 0
+    assert row["block"] == 64  # SMALL at 64 tokens: the whole context is the only block
+    kernel, floors = row["samples_s"], row["floor_samples_s"]
+    assert len(kernel) == len(floors) == row["repeats"] >= 5 and row["spread"] >= 0
+    assert row["median_s"] == statistics.median(kernel)
+    assert row["path_floor_s"] == statistics.median(floors)
+    paired = statistics.median(f / k for f, k in zip(floors, kernel, strict=True))
+    assert row["path_efficiency"] == pytest.approx(paired)
+    assert row["path_floor_s"] >= row["bytes"] / row["bandwidth_now"] * (1 - 1e-9)
+    shape = row["shape_floor"]  # each round's floor* >= that round's products + exps
+    assert row["path_floor_s"] >= (shape["products_s"] + shape["weights_s"]) * (1 - 1e-9)
     mha = bench._run_case("mha", SMALL, 1, 64, torch.float32, cpu, roof, False, bench.WALL)
-    assert mha["shape_floor"] is None and mha["bandwidth_now"] > 0
+    assert mha["shape_floor"] is None and mha["bandwidth_now"] > 0 and mha["block"] is None
+    # MHA's only probe is the read of its cache: its floor* is the bytes at that bandwidth
     assert mha["path_floor_s"] == pytest.approx(mha["bytes"] / mha["bandwidth_now"])
-    # a compute-bound case (a huge bandwidth, a slow matmul) probes nothing: floor* is the
-    # larger of the roofline floor and the shape floor
+    # a compute-bound case (a huge bandwidth, a slow matmul) reads nothing: each round's
+    # floor* is the larger of the roofline floor and the products' time in that round
     slow = Roofline(bandwidth=1e15, matmul_rate=1e6, dtype="float32", device="cpu")
     gqa = bench._run_case("gqa", SMALL, 1, 64, torch.float32, cpu, slow, False, bench.WALL)
     assert gqa["bound"] == "compute" and gqa["bandwidth_now"] is None
-    assert gqa["path_floor_s"] == pytest.approx(max(gqa["floor_s"], gqa["shape_floor"]["seconds"]))
+    assert min(gqa["floor_samples_s"]) >= gqa["floor_s"] * (1 - 1e-9)
+    assert gqa["path_floor_s"] >= gqa["shape_floor"]["products_s"] * (1 - 1e-9)
+
+
+def test_the_block_length_is_tuned_per_case_and_the_kernel_runs_with_it(monkeypatch) -> None:
+    """fastest_block times every choice shorter than the context (and the whole context) and
+    returns the fastest; the kinds without blocks get None."""
+    import mla_core.bench.decode as bench
+
+    cpu = torch.device("cpu")
+    kernel, args = bench.build_case("mqa", SMALL, 1, 3000, torch.float32, cpu)
+    seen: list[int] = []
+
+    def timed_kernel(*a, block):
+        seen.append(block)
+        return kernel(*a, block=block)
+
+    fake_seconds = {1024: 3.0, 2048: 1.0, 3000: 2.0}  # 4096 is not shorter than 3000
+
+    class FakeTiming:
+        def __init__(self, block):
+            self.median = fake_seconds[block]
+
+    def fake_time_calls(call, *a, **k):
+        call()
+        return FakeTiming(seen[-1])
+
+    monkeypatch.setattr(bench, "time_calls", fake_time_calls)
+    assert bench.fastest_block("mqa", timed_kernel, args) == 2048
+    assert seen == [1024, 2048, 3000]
+    assert bench.fastest_block("mha", timed_kernel, args) is None
 
 
 def test_read_bandwidth_of_counts_every_byte_of_the_tensors() -> None:

@@ -101,3 +101,43 @@ def test_spread_is_the_interquartile_range_over_the_median() -> None:
 
     assert Timing([1.0, 2.0, 3.0, 4.0, 5.0]).spread == pytest.approx((4.0 - 2.0) / 3.0)
     assert Timing([2.0]).spread == 0.0
+
+
+def test_interleaved_functions_alternate_and_their_paired_ratio_ignores_drift() -> None:
+    """A kernel and its floor probe on a machine that slows down 2x after the third round:
+    each round calls both, in order; the ratio of paired samples stays 0.5 throughout,
+    which the ratio of two separate medians would not if they were timed apart."""
+    from mla_core.bench.timer import paired_ratio, time_interleaved
+
+    clock, order = FakeClock(), []
+    rounds = {"n": 0}
+
+    def slowness() -> float:
+        return 1.0 if rounds["n"] < 3 else 2.0
+
+    def kernel() -> str:
+        order.append("kernel")
+        clock.now += 0.2 * slowness()
+        return "k"
+
+    def probe() -> str:
+        order.append("probe")
+        clock.now += 0.1 * slowness()
+        rounds["n"] += 1
+        return "p"
+
+    kernel_t, probe_t = time_interleaved([kernel, probe], 6, warmup=1, clock=clock)
+    assert order[:4] == ["kernel", "probe", "kernel", "probe"]  # warm-up round, then rounds
+    assert kernel_t.repeats == probe_t.repeats == 6
+    assert kernel_t.samples == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.4, 0.4])
+    assert probe_t.samples == pytest.approx([0.1, 0.1, 0.2, 0.2, 0.2, 0.2])
+    assert (kernel_t.result, probe_t.result) == ("k", "p")
+    assert paired_ratio(probe_t, kernel_t) == pytest.approx(0.5)
+    # the ratio of the probe's fast-machine samples to the kernel's slow-machine ones is not
+    from mla_core.bench.timer import Timing
+
+    assert paired_ratio(Timing([0.1, 0.1]), Timing([0.4, 0.4])) == pytest.approx(0.25)
+    with pytest.raises(UserError, match="same number of samples"):
+        paired_ratio(Timing([0.1]), Timing([0.1, 0.2]))
+    with pytest.raises(UserError, match="at least one function"):
+        time_interleaved([])

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from mla_core.bench.decode_attention import (
+    BLOCK_CHOICES,
     VALUE_BLOCK,
     VARIANT_LABELS,
     VARIANTS,
@@ -31,9 +32,17 @@ from mla_core.bench.decode_attention import (
     step_cost,
     use_compiled_matvec,
 )
-from mla_core.bench.roofline import Roofline, measure_read_bandwidth_of, measure_roofline
-from mla_core.bench.shape_floor import shape_floor_seconds
-from mla_core.bench.timer import THREAD_CPU, WALL, Clock, time_calls
+from mla_core.bench.roofline import Roofline, measure_roofline, read_pass_of
+from mla_core.bench.shape_floor import SHAPE_FLOOR_VARIANTS, find_shape_floor
+from mla_core.bench.timer import (
+    THREAD_CPU,
+    WALL,
+    Clock,
+    Timing,
+    paired_ratio,
+    time_calls,
+    time_interleaved,
+)
 from mla_core.errors import UserError
 from mla_core.loading.weights import check_device
 
@@ -270,15 +279,22 @@ def _run_case(
         )
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
+    probing = not quick and device.type == "cpu"  # the tuned block and the paired floors
+    block = fastest_block(variant, kernel, args, clock) if probing else None
+    call = functools.partial(kernel, *args, **({"block": block} if block else {}))
     memory_bound = roofline.bound(cost.bytes_read, cost.flops) == "memory"
-    # the case's own cache, read just before (and after) its timing: the bandwidth of that moment
+    # The floors that can move while the case is timed are probed beside it, round by round:
+    # a memory-bound case's own cache read once (an int32 max pass), and the shape floor's
+    # products. Each round's floor* is set from that round's probes.
     caches = [a for a in args if isinstance(a, torch.Tensor) and a.dim() >= 4]  # not q
-    probe_now = memory_bound and not quick and device.type == "cpu" and bool(caches)
-    bandwidth_now = measure_read_bandwidth_of(caches, clock=clock) if probe_now else None
-    # Median after warm-up, in rounds of 5 calls until it moves by less than 2% over a round
-    # (and the calls add up to a second), at most max_repeats; the spread is reported.
-    timing = time_calls(
-        functools.partial(kernel, *args),
+    cache_bytes = sum(t.numel() * t.element_size() for t in caches)
+    read_pass = read_pass_of(caches) if probing and memory_bound and caches else None
+    shape = find_shape_floor(variant, args, roofline, clock=clock) if probing else None
+    probes = [p for p in (read_pass, shape and shape.products, shape and shape.exps) if p]
+    # Median after warm-up, in rounds of 5 until it moves by less than 2% over a round (and
+    # the calls add up to a second), at most max_repeats; the spread is reported.
+    kernel_timing, *probe_timings = time_interleaved(
+        [call, *probes],
         3 if quick else 5,
         warmup=1 if quick else 2,
         device=device,
@@ -287,31 +303,40 @@ def _run_case(
         target_seconds=0.2 if quick else 1.0,
         stable_within=None if quick else STABLE_WITHIN,
     )
-    seconds, repeats = timing.median, timing.repeats
-    if probe_now:  # the higher of the two readings: the lower floor, the stricter efficiency
-        bandwidth_now = max(bandwidth_now, measure_read_bandwidth_of(caches, clock=clock))
-    shape = (
-        None
-        if quick or device.type != "cpu"
-        else shape_floor_seconds(variant, args, roofline, clock=clock)
-    )
-    del args
-    floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
-    # floor*: the bytes at this moment's bandwidth (memory-bound cases, else the roofline's),
-    # the FLOPs at the matmul rate, and the products' own shape floor, whichever is largest
-    path_floor = max(
-        cost.bytes_read / (bandwidth_now or roofline.bandwidth),
+    read_timing = probe_timings.pop(0) if read_pass else None
+    products_timing, exps_timing = probe_timings if shape else (None, None)
+    # floor* of each round: the bytes at that round's bandwidth (memory-bound cases, else the
+    # roofline's), the FLOPs at the matmul rate, and the shape floor (the products, the
+    # exponentials and the absorbed weights' bytes), whichever is largest
+    fixed = max(
         cost.flops / roofline.matmul_rate,
-        shape["seconds"] if shape else 0.0,
+        0.0 if read_timing else cost.bytes_read / roofline.bandwidth,
     )
+    floors = []
+    for i in range(kernel_timing.repeats):
+        floor_i = fixed
+        if read_timing:
+            floor_i = max(floor_i, cost.bytes_read * read_timing.samples[i] / cache_bytes)
+        if shape:
+            work = products_timing.samples[i] + exps_timing.samples[i] + shape.weights_s
+            floor_i = max(floor_i, work)
+        floors.append(floor_i)
+    floor_timing = Timing(floors)
+    del args, call
+    seconds = kernel_timing.median
+    floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
     row.update(
-        bandwidth_now=bandwidth_now,
+        block=block,
+        bandwidth_now=cache_bytes / read_timing.median if read_timing else None,
         median_s=seconds,
-        repeats=repeats,
-        spread=timing.spread,
-        shape_floor=shape,
-        path_floor_s=path_floor,
-        path_efficiency=path_floor / seconds,
+        repeats=kernel_timing.repeats,
+        spread=kernel_timing.spread,
+        shape_floor=shape.as_dict(products_timing.median, exps_timing.median) if shape else None,
+        path_floor_s=floor_timing.median,
+        # the median over rounds of (that round's floor* / that round's kernel time)
+        path_efficiency=paired_ratio(floor_timing, kernel_timing),
+        samples_s=kernel_timing.samples,
+        floor_samples_s=floors,
         achieved_gb_per_s=cost.bytes_read / seconds / 1e9,
         achieved_gflop_per_s=cost.flops / seconds / 1e9,
         floor_s=floor,
@@ -319,6 +344,26 @@ def _run_case(
         efficiency=floor / seconds,
     )
     return row
+
+
+def fastest_block(
+    variant: str, kernel: Callable[..., torch.Tensor], args: tuple, clock: Clock = WALL
+) -> int | None:
+    """For the kinds that attend block by block (GQA, MQA, absorbed MLA): the block length of
+    BLOCK_CHOICES (None: the whole context) with the shortest median of 3 timed calls, as a
+    library tunes its tile size to the shape. None for the other kinds (no blocks)."""
+    if variant not in SHAPE_FLOOR_VARIANTS:
+        return None
+    context = args[1].shape[-2] if variant in ("gqa", "mqa") else args[2].shape[-2]
+    best, best_seconds = None, float("inf")
+    for block in BLOCK_CHOICES:
+        if block is not None and block >= context:
+            continue
+        call = functools.partial(kernel, *args, block=block or context)
+        seconds = time_calls(call, 3, warmup=1, clock=clock).median
+        if seconds < best_seconds:
+            best, best_seconds = block or context, seconds
+    return best
 
 
 def _add_speedups(results: list[dict]) -> None:

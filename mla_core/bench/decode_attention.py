@@ -276,22 +276,32 @@ def mha_decode(
 
 
 def gqa_decode(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    scale: float,
+    block: int | None = None,
 ) -> torch.Tensor:
     """GQA (and MQA, G = 1): q [B, H, d]; k_cache, v_cache [B, G, T, d] with G dividing H.
 
     Query head i uses key/value head i // (H / G). The H / G queries of a group are the rows
-    of one matrix product with the group's keys. Returns o [B, H, d].
+    of one matrix product with the group's keys. `block`: tokens per block of
+    `_attend_shared_keys` (default: its rule). Returns o [B, H, d].
     """
     batch, n_heads, head_dim = q.shape
     kv_heads = k_cache.shape[1]
     q_grouped = (q * scale).view(batch, kv_heads, n_heads // kv_heads, head_dim)  # [B, G, H/G, d]
-    out = _attend_shared_keys(q_grouped.transpose(-1, -2), k_cache, v_cache)  # [B, G, H/G, d]
+    out = _attend_shared_keys(
+        q_grouped.transpose(-1, -2), k_cache, v_cache, block=block
+    )  # [B, G, H/G, d]
     return out.reshape(batch, n_heads, head_dim).to(q.dtype)
 
 
-SHARED_KEYS_BLOCK = 2048  # tokens per block of `_attend_shared_keys`
+SHARED_KEYS_BLOCK = 2048  # tokens per block of `_attend_shared_keys`, by default
 BLOCKWISE_MIN_ROWS = 64  # query rows per key row from which blocks pay off (MQA, MLA: 128)
+# The block lengths `bench decode` tries per case (None: the whole context as one block);
+# the shape floor searches the same ones.
+BLOCK_CHOICES = (1024, 2048, 4096, None)
 
 
 def _attend_shared_keys(
@@ -300,6 +310,7 @@ def _attend_shared_keys(
     values: torch.Tensor,
     rope_queries_t: torch.Tensor | None = None,
     rope_keys: torch.Tensor | None = None,
+    block: int | None = None,
 ) -> torch.Tensor:
     """Attention of many query rows over the same keys: queries_t [..., d_k, rows] (already
     scaled), keys [..., T, d_k], values [..., T, d_v] -> [..., rows, d_v] in float32.
@@ -312,10 +323,14 @@ def _attend_shared_keys(
     whole cache are megabytes, so they are made block by block (flash-decoding): per block
     of SHARED_KEYS_BLOCK tokens, scores, a running max and sum for the softmax, and the
     weighted values, so the scores stay in cache. GQA's 16 rows make products too small for
-    that to pay: it does the whole context at once.
+    that to pay: it does the whole context at once. Which block is fastest depends on the
+    shape, the dtype and the machine (MQA in one 8k block beat 2k blocks by 1.6-2x here), so
+    `block` can name it (`bench decode` times BLOCK_CHOICES per case and keeps the fastest);
+    the default is the rule above.
     """
     t, rows = keys.shape[-2], queries_t.shape[-1]
-    block = SHARED_KEYS_BLOCK if rows >= BLOCKWISE_MIN_ROWS else t
+    if block is None:
+        block = SHARED_KEYS_BLOCK if rows >= BLOCKWISE_MIN_ROWS else t
     if rope_keys is None:
         one_block = _compiled_matvec.get("shared_block", _shared_keys_block)
     else:
@@ -398,6 +413,7 @@ def mla_absorbed_decode(
     w_uk_t: torch.Tensor,
     w_uv: torch.Tensor,
     scale: float,
+    block: int | None = None,
 ) -> torch.Tensor:
     """MLA attending directly over the cached latents (W_UK and W_UV absorbed).
 
@@ -407,7 +423,7 @@ def mla_absorbed_decode(
     folding the query is a product over contiguous rows); w_uv [H, d_v, d_c]. Since
     q_nope . (W_UK c_KV) = (W_UK^T q_nope) . c_KV, the query is folded into latent space once,
     and every head then scores the same cached rows: one matrix product for all heads, with
-    the latent as both key and value. Returns o [B, H, d_v].
+    the latent as both key and value. `block`: as in `gqa_decode`. Returns o [B, H, d_v].
     """
     q_latent = _per_head_matvec(w_uk_t, q_nope).to(q_nope.dtype) * scale  # [B, H, d_c]
     out_latent = _attend_shared_keys(
@@ -416,6 +432,7 @@ def mla_absorbed_decode(
         c_kv_cache,
         rope_queries_t=(q_rope * scale).transpose(-1, -2),
         rope_keys=k_rope_cache,
+        block=block,
     )  # [B, H, d_c]
     return _per_head_matvec(w_uv, out_latent.to(q_nope.dtype)).to(q_nope.dtype)  # [B, H, d_v]
 

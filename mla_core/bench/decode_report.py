@@ -17,10 +17,12 @@ def format_table(report: dict) -> str:
 
     bytes / FLOPs: what one step must read and compute (from the shapes); ms: median step;
     GB/s, GFLOP/s: achieved; floor: max(bytes / bandwidth, FLOPs / rate); eff: floor / ms;
-    +-: interquartile range of the samples over the median; floor*: for memory-bound cases
-    bytes / the bandwidth at which this machine read the case's own cache just before and
-    after timing it (the better reading), for GQA, MQA and absorbed MLA max(floor, the
-    measured floor of their matrix-product shapes, `shape_floor`); eff*: floor* / ms;
+    +-: interquartile range of the samples over the median; block: the tokens per block
+    the case was tuned to (GQA, MQA, absorbed MLA); floor*: the floor of this path at the
+    moment, probed in alternation with the kernel, round by round (memory-bound cases: their
+    bytes at the bandwidth of one read of the case's own cache; GQA, MQA and absorbed MLA: at
+    least the time of their two matrix products alone, `shape_floor`), median over rounds;
+    eff*: the median over rounds of floor* / kernel time, in the same round;
     speed-up: MHA time / this time, measured and by the roofline.
     """
     lines = [
@@ -30,8 +32,8 @@ def format_table(report: dict) -> str:
     ]
     header = (
         f"{'B':>3} {'T':>6} {'variant':<13}{'MB read':>10}{'GFLOP':>9}{'ms':>9}{'GB/s':>8}"
-        f"{'GFLOP/s':>9}{'+-':>6}{'floor ms':>10}{'bound':>8}{'eff':>6}{'floor*':>8}{'eff*':>6}"
-        f"{'x MHA':>8}{'roofline':>9}"
+        f"{'GFLOP/s':>9}{'+-':>6}{'block':>6}{'floor ms':>10}{'bound':>8}{'eff':>6}"
+        f"{'floor*':>8}{'eff*':>6}{'x MHA':>8}{'roofline':>9}"
     )
     for run in report["runs"]:
         roof = run["roofline"]
@@ -47,6 +49,7 @@ def format_table(report: dict) -> str:
                 f"{r['batch']:>3} {r['context']:>6} {r['label']:<13}{r['bytes'] / 1e6:>10,.1f}"
                 f"{r['flops'] / 1e9:>9.2f}{r['median_s'] * 1e3:>9.2f}{r['achieved_gb_per_s']:>8.1f}"
                 f"{r['achieved_gflop_per_s']:>9.1f}{r.get('spread', 0.0):>6.0%}"
+                f"{_block(r.get('block')):>6}"
                 f"{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}{r['efficiency']:>6.2f}"
                 f"{r.get('path_floor_s', r['floor_s']) * 1e3:>8.2f}"
                 f"{r.get('path_efficiency', r['efficiency']):>6.2f}"
@@ -115,4 +118,11 @@ def write_plot(report: dict, path: Path) -> None:
 
 
 def _token_label(tokens: int) -> str:
+    return f"{tokens // 1024}k" if tokens % 1024 == 0 else str(tokens)
+
+
+def _block(tokens: int | None) -> str:
+    """1024 -> "1k"; None (no blocks, or not tuned) -> "-"."""
+    if not tokens:
+        return "-"
     return f"{tokens // 1024}k" if tokens % 1024 == 0 else str(tokens)

@@ -12,6 +12,7 @@ larger than the caches, the matmul rate as the best of several square matrix pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -60,15 +61,22 @@ def measure_read_bandwidth_of(
     passes of a max-reduction over each one's bytes (viewed as int32, so no arithmetic of
     the dtype, not even denormals, slows the pass). A decode case's own cache, read just
     before and after its timing, is a ceiling from the same moment and the same memory."""
-    views = [t.reshape(-1).view(torch.int32) for t in tensors]  # contiguous, 4-byte multiple
     nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    read_all = read_pass_of(tensors)
+    seconds = time_calls(read_all, repeats, device=tensors[0].device, clock=clock).best
+    return nbytes / seconds
+
+
+def read_pass_of(tensors: list[torch.Tensor]) -> Callable[[], None]:
+    """One pass that reads every byte of these tensors: a max-reduction over each one viewed
+    as int32 (no arithmetic of the dtype, not even denormals, slows it)."""
+    views = [t.reshape(-1).view(torch.int32) for t in tensors]  # contiguous, 4-byte multiple
 
     def read_all() -> None:
         for view in views:
             view.amax()
 
-    seconds = time_calls(read_all, repeats, device=tensors[0].device, clock=clock).best
-    return nbytes / seconds
+    return read_all
 
 
 def measure_matmul_rate(

@@ -1,4 +1,4 @@
-"""The floor of a decode path set by the shape of its matrix products, measured.
+"""The floor of a decode path set by the shape of its work, measured.
 
 The roofline floor (`roofline.py`) assumes every FLOP runs at the rate of a large square
 matrix product. GQA, MQA and absorbed MLA do their arithmetic in products of one fixed,
@@ -6,9 +6,11 @@ lopsided shape: a block of cached rows [c, d] times the queries that share them 
 (16 rows for GQA-8, 128 for MQA and absorbed MLA), then the weights [rows, c] times the
 values [c, d_v]. BLAS may not reach the square rate on that shape (GQA's 16 columns are too
 few to fill the matrix units), and no attention kernel built on those products can beat
-the products alone. So the shape floor of a path is measured: the best time of exactly
-its two products (all blocks of the context, no softmax, no casts, nothing else), over
-block lengths and the two orientations of the score product, plus for absorbed MLA the
+the products alone. Between the two products, an exact softmax takes one exponential per
+score (T x rows of them, in float32), on the same two cores. So the shape floor of a path
+is measured: the best time of exactly its two products (all blocks of the context, no
+softmax, no casts, nothing else), over block lengths and the two orientations of the score
+product; plus one float32 exp pass over as many scores, alone; plus for absorbed MLA the
 W_UK and W_UV reads at the memory bandwidth. A path's floor is then
 max(roofline floor, shape floor); `eff*` in the table is measured against it.
 """
@@ -16,14 +18,46 @@ max(roofline floor, shape floor); `eff*` in the table is measured against it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from mla_core.bench.decode_attention import BLOCK_CHOICES
 from mla_core.bench.roofline import Roofline
 from mla_core.bench.timer import WALL, Clock, time_calls
 
 SHAPE_FLOOR_VARIANTS = ("gqa", "mqa", "mla_absorbed")
-BLOCKS = (1024, 2048, 4096, None)  # None: the whole context as one block
+
+
+@dataclass(frozen=True)
+class ShapeFloor:
+    """A path's two products at the block length and orientation where they ran fastest."""
+
+    products: Callable[[], None]  # run them again (to time them beside the kernel)
+    products_s: float  # their best time in the search
+    exps: Callable[[], None]  # the softmax's exponentials alone: one float32 exp per score
+    exps_s: float  # their best time
+    weights_s: float  # W_UK and W_UV read at the roofline's bandwidth (absorbed MLA), else 0
+    block: int  # tokens per block
+    keys_first: bool  # scores as keys @ queries (else queries^T @ keys^T)
+
+    @property
+    def seconds(self) -> float:
+        return self.products_s + self.exps_s + self.weights_s
+
+    def as_dict(self, products_s: float | None = None, exps_s: float | None = None) -> dict:
+        """JSON-ready; `products_s` and `exps_s` replace the search's times (e.g. medians of
+        the rounds timed beside the kernel)."""
+        products_s = self.products_s if products_s is None else products_s
+        exps_s = self.exps_s if exps_s is None else exps_s
+        return {
+            "seconds": products_s + exps_s + self.weights_s,
+            "products_s": products_s,
+            "exps_s": exps_s,
+            "weights_s": self.weights_s,
+            "block": self.block,
+            "keys_first": self.keys_first,
+        }
 
 
 def _products(
@@ -60,16 +94,17 @@ def _products(
     return run
 
 
-def shape_floor_seconds(
+def find_shape_floor(
     variant: str,
     args: tuple,
     roofline: Roofline,
     quick: bool = False,
     clock: Clock = WALL,
-) -> dict | None:
-    """{"seconds", "products_s", "weights_s", "block"} for GQA, MQA and absorbed MLA (the
-    kernel arguments of `decode.build_case`); None for the other variants (MHA and naive
-    MLA are matrix-vector shaped and memory-bound: the roofline floor is theirs)."""
+) -> ShapeFloor | None:
+    """The shape floor of GQA, MQA or absorbed MLA (the kernel arguments of
+    `decode.build_case`): their products timed over BLOCK_CHOICES and both orientations;
+    None for the other variants (MHA and naive MLA are matrix-vector shaped and
+    memory-bound: the roofline floor is theirs)."""
     if variant not in SHAPE_FLOOR_VARIANTS:
         return None
     weights_bytes = 0
@@ -88,21 +123,54 @@ def shape_floor_seconds(
         keys = values = c_kv_cache
         rope_keys = k_rope_cache
         weights_bytes = (w_uk_t.numel() + w_uv.numel()) * w_uk_t.element_size()
-    best, best_block = float("inf"), None
-    for block in BLOCKS:
-        if block is not None and block >= keys.shape[-2]:
+    t, rows = keys.shape[-2], queries_t.shape[-1]
+    best_run, best_s, best_block, best_keys_first = None, float("inf"), t, True
+    for block in BLOCK_CHOICES:
+        if block is not None and block >= t:
             continue  # the same as the whole context
         for keys_first in (True, False):
             run = _products(keys, values, queries_t, rope_keys, rope_queries_t, block, keys_first)
-            seconds = time_calls(
-                run, 3, warmup=1, clock=clock, max_repeats=5 if quick else 9, stable_within=0.03
-            ).best
-            if seconds < best:
-                best, best_block = seconds, block or keys.shape[-2]
-    weights_seconds = weights_bytes / roofline.bandwidth
-    return {
-        "seconds": best + weights_seconds,
-        "products_s": best,
-        "weights_s": weights_seconds,
-        "block": best_block,
-    }
+            seconds = _best_time(run, quick, clock)
+            if seconds < best_s:
+                best_run, best_s, best_block, best_keys_first = run, seconds, block or t, keys_first
+    exps = _exponentials(keys.shape[:-2], t, rows)
+    return ShapeFloor(
+        products=best_run,
+        products_s=best_s,
+        exps=exps,
+        exps_s=_best_time(exps, quick, clock),
+        weights_s=weights_bytes / roofline.bandwidth,
+        block=best_block,
+        keys_first=best_keys_first,
+    )
+
+
+def _best_time(run: Callable[[], None], quick: bool, clock: Clock) -> float:
+    return time_calls(
+        run, 3, warmup=1, clock=clock, max_repeats=5 if quick else 9, stable_within=0.03
+    ).best
+
+
+def _exponentials(lead: tuple[int, ...], tokens: int, rows: int) -> Callable[[], None]:
+    """One float32 exp per score of a whole step ([*lead, tokens, rows]), into a buffer made
+    once: what an exact softmax must compute between the two products, whatever the kernel."""
+    scores = torch.randn(*lead, tokens, rows, generator=torch.Generator().manual_seed(0))
+    out = torch.empty_like(scores)
+
+    def run() -> None:
+        torch.exp(scores, out=out)
+
+    return run
+
+
+def shape_floor_seconds(
+    variant: str,
+    args: tuple,
+    roofline: Roofline,
+    quick: bool = False,
+    clock: Clock = WALL,
+) -> dict | None:
+    """`find_shape_floor` as JSON: {"seconds", "products_s", "weights_s", "block",
+    "keys_first"}, or None for the variants without one."""
+    floor = find_shape_floor(variant, args, roofline, quick, clock)
+    return None if floor is None else floor.as_dict()

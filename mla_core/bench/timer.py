@@ -2,6 +2,8 @@
 
     timing = time_calls(lambda: model(ids), repeats=5, device=device)
     timing.median, timing.best, timing.samples
+    kernel, floor = time_interleaved([run_kernel, run_floor_probe])  # same moments, paired
+    paired_ratio(floor, kernel)                                       # efficiency, drift-proof
     watch = Stopwatch(); ...; watch.seconds()      # one long run, read as it goes
 
 After `warmup` untimed calls, each timed call is read on `clock` (wall time by default)
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mla_core.errors import UserError
@@ -88,26 +90,63 @@ def time_calls(
     until the median of all samples moved by at most that fraction over the last round (and
     the samples add up to `target_seconds`, if given), or `max_repeats` were taken.
     """
+    return time_interleaved(
+        [fn],
+        repeats,
+        warmup=warmup,
+        device=device,
+        clock=clock,
+        cpu_clock=cpu_clock,
+        max_repeats=max_repeats,
+        target_seconds=target_seconds,
+        stable_within=stable_within,
+    )[0]
+
+
+def time_interleaved(
+    functions: Sequence[Callable[[], object]],
+    repeats: int = 5,
+    *,
+    warmup: int = 1,
+    device: object = None,
+    clock: Clock = WALL,
+    cpu_clock: Clock | None = None,
+    max_repeats: int | None = None,
+    target_seconds: float | None = None,
+    stable_within: float | None = None,
+) -> list[Timing]:
+    """Time several functions in alternation: each round calls every one of them once, in
+    order, so that sample i of each was taken within the same second as sample i of the
+    others. A kernel and the probe of its floor timed this way see the same machine: on a
+    machine whose speed drifts, the ratio of paired samples (`paired_ratio`) holds still
+    where the ratio of two separate medians does not.
+
+    The rounds stop as `time_calls` says, judged on the first function's samples. Returns
+    one Timing per function."""
     if repeats < 1:
         raise UserError(f"repeats {repeats} must be >= 1")
-    result = None
+    if not functions:
+        raise UserError("time_interleaved needs at least one function")
+    results: list[object] = [None] * len(functions)
     for _ in range(warmup):
-        result = fn()
+        for i, fn in enumerate(functions):
+            results[i] = fn()
     synchronize(device)
-    samples: list[float] = []
-    cpu_samples: list[float] = []
+    samples: list[list[float]] = [[] for _ in functions]
+    cpu_samples: list[list[float]] = [[] for _ in functions]
     limit = max(repeats, max_repeats or repeats)
-    last_median = None  # median at the end of the previous round (stable_within)
-    while len(samples) < limit:
-        cpu_start = cpu_clock() if cpu_clock is not None else 0.0
-        start = clock()
-        result = fn()
-        synchronize(device)
-        samples.append(clock() - start)
-        if cpu_clock is not None:
-            cpu_samples.append(cpu_clock() - cpu_start)
-        n = len(samples)
-        long_enough = target_seconds is None or sum(samples) > target_seconds
+    last_median = None  # the first function's median at the end of the previous round
+    while len(samples[0]) < limit:
+        for i, fn in enumerate(functions):
+            cpu_start = cpu_clock() if cpu_clock is not None else 0.0
+            start = clock()
+            results[i] = fn()
+            synchronize(device)
+            samples[i].append(clock() - start)
+            if cpu_clock is not None:
+                cpu_samples[i].append(cpu_clock() - cpu_start)
+        n = len(samples[0])
+        long_enough = target_seconds is None or sum(samples[0]) > target_seconds
         if n < repeats:
             continue
         if stable_within is None:
@@ -115,14 +154,25 @@ def time_calls(
                 break
             continue
         if n % repeats == 0:
-            median = statistics.median(samples)
+            median = statistics.median(samples[0])
             settled = last_median is not None and abs(median - last_median) <= (
                 stable_within * last_median
             )
             if settled and long_enough:
                 break
             last_median = median
-    return Timing(samples, cpu_samples, result)
+    return [Timing(*t) for t in zip(samples, cpu_samples, results, strict=True)]
+
+
+def paired_ratio(numerators: Timing, denominators: Timing) -> float:
+    """The median over rounds of numerator sample / denominator sample (`time_interleaved`):
+    e.g. a floor probe's time over the kernel's time in the same round, an efficiency that
+    the machine's drift between rounds does not move."""
+    if numerators.repeats != denominators.repeats or numerators.repeats == 0:
+        raise UserError("paired_ratio needs two timings with the same number of samples")
+    return statistics.median(
+        a / b for a, b in zip(numerators.samples, denominators.samples, strict=True)
+    )
 
 
 class Stopwatch:
