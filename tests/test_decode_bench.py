@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import reference_attention
 
-from mla_core.bench import decode_attention
+from mla_core.bench import decode_attention, native_kernels
 from mla_core.bench.decode import parse_contexts
 from mla_core.bench.decode_attention import (
     DecodeDims,
@@ -436,3 +437,81 @@ def test_bench_decode_bad_input_is_one_line(argv, message, capsys) -> None:
     assert main(["bench", "decode", "--no-progress", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# --- the bfloat16 C kernels (native_kernels) ---------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not native_kernels.available(), reason=f"native kernels: {native_kernels.why_not()}"
+)
+def test_native_bf16_products_match_float64() -> None:
+    """The C products on bfloat16 inputs equal float64 arithmetic on the same numbers, up to
+    float32 sums (the products of two bfloat16 numbers are exact in float32)."""
+    g = torch.Generator().manual_seed(7)
+    keys = torch.randn(6, 300, 96, generator=g).bfloat16()  # 96 = 64 + 32: both loops
+    query = torch.randn(6, 96, generator=g).bfloat16()
+    scores = native_kernels.dot_over_last(keys, query)
+    exact = torch.einsum("ntd,nd->nt", keys.double(), query.double())
+    torch.testing.assert_close(scores.double(), exact, rtol=1e-5, atol=1e-4)
+    values = torch.randn(6, 300, 40, generator=g).bfloat16()
+    weights = torch.softmax(torch.randn(6, 300, generator=g), dim=-1)
+    blocks = value_blocks(values, block=32)  # 10 blocks, the last one padded with zeros
+    padded = torch.nn.functional.pad(weights, (0, 20))
+    out = native_kernels.weighted_sum(padded, blocks)
+    exact = torch.einsum("nt,ntd->nd", weights.double(), values.double())
+    torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        native_kernels.dot_over_last(keys[..., :48], query[..., :48])
+
+
+@pytest.mark.skipif(
+    not native_kernels.available(), reason=f"native kernels: {native_kernels.why_not()}"
+)
+def test_bfloat16_mha_and_naive_mla_use_the_native_kernels(monkeypatch) -> None:
+    """With the compiled kernels on, bfloat16 MHA and naive MLA go through the C products
+    (and float32 does not), and the step equals the eager reference."""
+    calls: list[str] = []
+    for name in ("dot_over_last", "weighted_sum"):
+        real = getattr(native_kernels, name)
+        monkeypatch.setattr(
+            native_kernels, name, lambda *a, _real=real, _n=name: calls.append(_n) or _real(*a)
+        )
+    g = torch.Generator().manual_seed(8)
+    q = torch.randn(2, 4, 64, generator=g)
+    k = torch.randn(2, 4, 256, 64, generator=g)
+    v = torch.randn(2, 4, 256, 64, generator=g)
+    for dtype, expect_native in ((torch.float32, False), (torch.bfloat16, True)):
+        q_, k_, v_ = q.to(dtype), k.to(dtype), value_blocks(v.to(dtype))
+        eager = mha_decode(q_, k_, v_, 0.125)
+        use_compiled_matvec(True)
+        try:
+            fast = mha_decode(q_, k_, v_, 0.125)
+        finally:
+            use_compiled_matvec(False)
+        assert bool(calls) == expect_native
+        assert calls == (["dot_over_last", "weighted_sum"] if expect_native else [])
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        torch.testing.assert_close(fast, eager, rtol=tol, atol=tol)
+        calls.clear()
+
+
+def test_without_a_compiler_the_native_kernels_step_aside(monkeypatch) -> None:
+    """No C compiler: available() is False with the reason, and the torch kernels run."""
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    monkeypatch.setattr(native_kernels, "cpu_has_avx512_bf16", lambda: True)
+    monkeypatch.setattr(native_kernels, "BUILD_DIR", Path("/nonexistent/never-built"))
+    native_kernels._library.cache_clear()
+    try:
+        assert not native_kernels.available()
+        assert native_kernels.why_not() == "no C compiler (no-such-compiler-here) found"
+        use_compiled_matvec(True)
+        try:
+            q = torch.randn(1, 2, 32).bfloat16()
+            k, v = torch.randn(1, 2, 64, 32).bfloat16(), torch.randn(1, 2, 64, 32).bfloat16()
+            out = mha_decode(q, k, value_blocks(v), 0.2)
+        finally:
+            use_compiled_matvec(False)
+        assert out.shape == (1, 2, 32) and torch.isfinite(out.float()).all()
+    finally:
+        native_kernels._library.cache_clear()

@@ -1,0 +1,119 @@
+"""The bfloat16 streaming kernels of `decode_bf16.c`, built on first use and called via ctypes.
+
+MHA and naive MLA read one key row and one value row per cached token and head: in bfloat16
+the compiled torch loops spend more time widening and reducing than reading (see
+docs/decode-kernels.md). `decode_bf16.c` does the two products with AVX-512 BF16 instructions.
+
+It is built with the system's C compiler (`cc`; build-essential is in the Debian package
+list) into `.cache/native/` under a name that carries the source's hash, written to a
+temporary name and renamed into place. Nothing here is required: on a CPU without AVX-512
+BF16, without a compiler, or when the build fails, `available()` is False (and `why_not()`
+says why) and the kernels stay the torch ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("decode_bf16.c")
+BUILD_DIR = Path(__file__).resolve().parents[2] / ".cache" / "native"
+CFLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp", "-shared", "-fPIC")
+MAX_WIDTH = 512  # the widest value row `weighted_sum_bf16` keeps accumulators for
+MAX_BLOCK = 256  # the longest value block it keeps weights for
+
+
+def cpu_has_avx512_bf16() -> bool:
+    """Whether this CPU runs AVX-512 BF16 (Linux: the flags in /proc/cpuinfo)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags and " avx512bw" in flags
+
+
+@cache
+def _library() -> tuple[ctypes.CDLL | None, str]:
+    """(the loaded library, "") or (None, why not)."""
+    if not cpu_has_avx512_bf16():
+        return None, "this CPU has no AVX-512 BF16"
+    name = os.environ.get("CC", "cc")
+    compiler = shutil.which(name)
+    if compiler is None:
+        return None, f"no C compiler ({name}) found"
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    target = BUILD_DIR / f"decode_bf16-{digest}.so"
+    if not target.is_file():
+        BUILD_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=BUILD_DIR) as tmp:
+            built = Path(tmp) / target.name
+            result = subprocess.run(
+                [compiler, *CFLAGS, str(SOURCE), "-o", str(built)],
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode != 0:
+                return None, f"building {SOURCE.name} failed: {result.stderr.strip()[-300:]}"
+            os.replace(built, target)
+    library = ctypes.CDLL(str(target))
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    library.dot_over_last_bf16.argtypes = [ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
+    library.weighted_sum_bf16.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, ctypes.c_int]
+    return library, ""
+
+
+def available() -> bool:
+    return _library()[0] is not None
+
+
+def why_not() -> str:
+    """Why the kernels are not available ("" when they are)."""
+    return _library()[1]
+
+
+def dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """scores[n, t] = keys[n, t, :] . query[n, :] in float32: keys [N, T, d] and query [N, d]
+    bfloat16 on the CPU, d a multiple of 32. Returns float32 [N, T]."""
+    n, t, d = keys.shape
+    if keys.dtype != torch.bfloat16 or query.dtype != torch.bfloat16 or d % 32:
+        raise ValueError(f"bfloat16 keys and query with a width divisible by 32, got {d}")
+    keys, query = keys.contiguous(), query.contiguous()
+    scores = torch.empty(n, t, dtype=torch.float32)
+    _library()[0].dot_over_last_bf16(
+        keys.data_ptr(), query.data_ptr(), scores.data_ptr(), n * t, t, d, torch.get_num_threads()
+    )
+    return scores
+
+
+def weighted_sum(weights: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
+    """out[n, :] = sum_t weights[n, t] * values[n, t, :] in float32: weights float32
+    [N, n_blocks * c], v_blocks bfloat16 [N, n_blocks, d, c] (`value_blocks`), c a multiple of
+    16 up to 256, d up to 512. Returns float32 [N, d]."""
+    n, n_blocks, d, c = v_blocks.shape
+    if v_blocks.dtype != torch.bfloat16 or c % 16 or c > MAX_BLOCK or d > MAX_WIDTH:
+        raise ValueError(f"bfloat16 value blocks of up to {MAX_BLOCK} x {MAX_WIDTH}, got {c} x {d}")
+    weights = weights.to(torch.float32).contiguous()
+    v_blocks = v_blocks.contiguous()
+    out = torch.empty(n, d, dtype=torch.float32)
+    _library()[0].weighted_sum_bf16(
+        weights.data_ptr(),
+        v_blocks.data_ptr(),
+        out.data_ptr(),
+        n,
+        n_blocks,
+        d,
+        c,
+        torch.get_num_threads(),
+    )
+    return out
