@@ -376,13 +376,16 @@ def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -
     assert mha["shape_floor"] is None and mha["bandwidth_now"] > 0 and mha["block"] is None
     # MHA's only probe is the read of its cache: its floor* is the bytes at that bandwidth
     assert mha["path_floor_s"] == pytest.approx(mha["bytes"] / mha["bandwidth_now"])
-    # a compute-bound case (a huge bandwidth, a slow matmul) reads nothing: each round's
-    # floor* is the larger of the roofline floor and the products' time in that round
+    # a compute-bound case (a huge bandwidth, a slow matmul) reads nothing. With a shape
+    # floor, each round's floor* is what the products and exponentials took in that round,
+    # not the square-product rate probed before; without one, it is the roofline floor.
     slow = Roofline(bandwidth=1e15, matmul_rate=1e6, dtype="float32", device="cpu")
     gqa = bench._run_case("gqa", SMALL, 1, 64, torch.float32, cpu, slow, False, bench.WALL)
     assert gqa["bound"] == "compute" and gqa["bandwidth_now"] is None
-    assert min(gqa["floor_samples_s"]) >= gqa["floor_s"] * (1 - 1e-9)
+    assert max(gqa["floor_samples_s"]) < gqa["floor_s"]  # 1e6 FLOP/s would take far longer
     assert gqa["path_floor_s"] >= gqa["shape_floor"]["products_s"] * (1 - 1e-9)
+    mha = bench._run_case("mha", SMALL, 1, 64, torch.float32, cpu, slow, False, bench.WALL)
+    assert mha["bound"] == "compute" and mha["path_floor_s"] == pytest.approx(mha["floor_s"])
 
 
 def test_the_block_length_is_tuned_per_case_and_the_kernel_runs_with_it(monkeypatch) -> None:
@@ -414,13 +417,16 @@ def test_the_block_length_is_tuned_per_case_and_the_kernel_runs_with_it(monkeypa
     assert bench.fastest_block("mha", timed_kernel, args) is None
 
 
-def test_read_bandwidth_of_counts_every_byte_of_the_tensors() -> None:
+def test_the_read_pass_reaches_every_byte_of_the_tensors() -> None:
     from mla_core.bench import roofline
 
-    tensors = [torch.zeros(1 << 16, dtype=torch.bfloat16), torch.zeros(1 << 14)]
-    ticks = iter(range(1000))
-    rate = roofline.measure_read_bandwidth_of(tensors, repeats=3, clock=lambda: next(ticks))
-    assert rate == (2 * (1 << 16) + 4 * (1 << 14)) / 1.0  # each pass: one tick of this clock
+    half = torch.zeros(1 << 16, dtype=torch.bfloat16)
+    half[-1] = 1.0  # the last two bytes: the top half of the last int32
+    full = torch.zeros(1 << 14)
+    full[-1] = 2.0  # 0x40000000 as an int32: above the zeros
+    maxima = roofline.read_pass_of([half, full])()
+    assert maxima[0].item() == half.view(torch.int32)[-1].item() > 0
+    assert maxima[1].item() == full.view(torch.int32)[-1].item() > 0
 
 
 @pytest.mark.parametrize(
@@ -513,5 +519,15 @@ def test_without_a_compiler_the_native_kernels_step_aside(monkeypatch) -> None:
         finally:
             use_compiled_matvec(False)
         assert out.shape == (1, 2, 32) and torch.isfinite(out.float()).all()
+    finally:
+        native_kernels._library.cache_clear()
+
+
+def test_the_native_kernels_can_be_turned_off(monkeypatch) -> None:
+    monkeypatch.setenv(native_kernels.SWITCH_ENV, "0")
+    native_kernels._library.cache_clear()
+    try:
+        assert not native_kernels.available()
+        assert native_kernels.why_not() == "turned off (MLA_NATIVE_KERNELS=0)"
     finally:
         native_kernels._library.cache_clear()

@@ -306,10 +306,11 @@ def _run_case(
     read_timing = probe_timings.pop(0) if read_pass else None
     products_timing, exps_timing = probe_timings if shape else (None, None)
     # floor* of each round: the bytes at that round's bandwidth (memory-bound cases, else the
-    # roofline's), the FLOPs at the matmul rate, and the shape floor (the products, the
-    # exponentials and the absorbed weights' bytes), whichever is largest
+    # roofline's), the FLOPs at the matmul rate (unless the shape floor times the products in
+    # that very round: the square-product rate probed minutes ago would only add noise), and
+    # the shape floor (products, exponentials, absorbed weights' bytes), whichever is largest
     fixed = max(
-        cost.flops / roofline.matmul_rate,
+        0.0 if shape else cost.flops / roofline.matmul_rate,
         0.0 if read_timing else cost.bytes_read / roofline.bandwidth,
     )
     floors = []

@@ -28,6 +28,7 @@ import torch
 SOURCE = Path(__file__).with_name("decode_bf16.c")
 BUILD_DIR = Path(__file__).resolve().parents[2] / ".cache" / "native"
 CFLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp", "-shared", "-fPIC")
+SWITCH_ENV = "MLA_NATIVE_KERNELS"  # "0": never build or use them (the torch kernels run)
 MAX_WIDTH = 512  # the widest value row `weighted_sum_bf16` keeps accumulators for
 MAX_BLOCK = 256  # the longest value block it keeps weights for
 
@@ -46,6 +47,8 @@ def cpu_has_avx512_bf16() -> bool:
 @cache
 def _library() -> tuple[ctypes.CDLL | None, str]:
     """(the loaded library, "") or (None, why not)."""
+    if os.environ.get(SWITCH_ENV) == "0":
+        return None, f"turned off ({SWITCH_ENV}=0)"
     if not cpu_has_avx512_bf16():
         return None, "this CPU has no AVX-512 BF16"
     name = os.environ.get("CC", "cc")

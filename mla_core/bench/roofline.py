@@ -54,27 +54,15 @@ def measure_bandwidth(
     return nbytes / seconds
 
 
-def measure_read_bandwidth_of(
-    tensors: list[torch.Tensor], repeats: int = 5, clock: Clock = WALL
-) -> float:
-    """Bytes/s at which this machine reads exactly these tensors now: the best of `repeats`
-    passes of a max-reduction over each one's bytes (viewed as int32, so no arithmetic of
-    the dtype, not even denormals, slows the pass). A decode case's own cache, read just
-    before and after its timing, is a ceiling from the same moment and the same memory."""
-    nbytes = sum(t.numel() * t.element_size() for t in tensors)
-    read_all = read_pass_of(tensors)
-    seconds = time_calls(read_all, repeats, device=tensors[0].device, clock=clock).best
-    return nbytes / seconds
-
-
 def read_pass_of(tensors: list[torch.Tensor]) -> Callable[[], None]:
     """One pass that reads every byte of these tensors: a max-reduction over each one viewed
-    as int32 (no arithmetic of the dtype, not even denormals, slows it)."""
+    as int32 (no arithmetic of the dtype, not even denormals, slows it). A decode case's own
+    cache, read beside its timing, gives the bandwidth of that moment and that memory. The
+    pass returns the maxima (so a test can see that it reached the last bytes)."""
     views = [t.reshape(-1).view(torch.int32) for t in tensors]  # contiguous, 4-byte multiple
 
-    def read_all() -> None:
-        for view in views:
-            view.amax()
+    def read_all() -> list[torch.Tensor]:
+        return [view.amax() for view in views]
 
     return read_all
 
