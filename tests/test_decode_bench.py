@@ -333,16 +333,16 @@ def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -
     round, max(roofline floor, that round's probes)."""
     import mla_core.bench.decode as bench
     from mla_core.bench.roofline import Roofline
-    from mla_core.bench.shape_floor import shape_floor_seconds
+    from mla_core.bench.shape_floor import find_shape_floor
 
     roof = Roofline(bandwidth=1e9, matmul_rate=1e15, dtype="float32", device="cpu")
     cpu = torch.device("cpu")
     for variant in ("mha", "mla_naive"):
         _, args = bench.build_case(variant, SMALL, 1, 64, torch.float32, cpu)
-        assert shape_floor_seconds(variant, args, roof, quick=True) is None
+        assert find_shape_floor(variant, args, roof, quick=True) is None
     for variant in ("gqa", "mqa", "mla_absorbed"):
         _, args = bench.build_case(variant, SMALL, 2, 64, torch.float32, cpu)
-        shape = shape_floor_seconds(variant, args, roof, quick=True)
+        shape = find_shape_floor(variant, args, roof, quick=True).as_dict()
         assert shape["products_s"] > 0 and shape["block"] == 64  # blocks >= 64 tokens: whole
         assert shape["exps_s"] > 0  # one float32 exp per score, timed alone
         assert shape["seconds"] == pytest.approx(

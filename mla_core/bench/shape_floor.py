@@ -161,16 +161,3 @@ def _exponentials(lead: tuple[int, ...], tokens: int, rows: int) -> Callable[[],
         torch.exp(scores, out=out)
 
     return run
-
-
-def shape_floor_seconds(
-    variant: str,
-    args: tuple,
-    roofline: Roofline,
-    quick: bool = False,
-    clock: Clock = WALL,
-) -> dict | None:
-    """`find_shape_floor` as JSON: {"seconds", "products_s", "weights_s", "block",
-    "keys_first"}, or None for the variants without one."""
-    floor = find_shape_floor(variant, args, roofline, quick, clock)
-    return None if floor is None else floor.as_dict()
