@@ -285,7 +285,7 @@ def _run_case(
     memory_bound = roofline.bound(cost.bytes_read, cost.flops) == "memory"
     # The floors that can move while the case is timed are probed beside it, round by round:
     # a memory-bound case's own cache read once (an int32 max pass), and the shape floor's
-    # products. Each round's floor* is set from that round's probes.
+    # products and exponentials. Each round's floor* is set from that round's probes.
     caches = [a for a in args if isinstance(a, torch.Tensor) and a.dim() >= 4]  # not q
     cache_bytes = sum(t.numel() * t.element_size() for t in caches)
     read_pass = read_pass_of(caches) if probing and memory_bound and caches else None
