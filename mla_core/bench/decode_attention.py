@@ -250,18 +250,9 @@ def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         return _wide(torch.matmul(keys, query.unsqueeze(-1)).squeeze(-1))
     *lead, t, d = keys.shape  # batch and heads flattened: one compiled graph for every batch
     keys, query = keys.reshape(-1, t, d), query.reshape(-1, d)
-    if _native_bf16(keys) and d % 32 == 0:
+    if _compiled_matvec.get("native_bf16") and native_kernels.handles_dot(keys, query):
         return native_kernels.dot_over_last(keys, query).view(*lead, t)
     return fused(keys, query).view(*lead, t)
-
-
-def _native_bf16(cache: torch.Tensor) -> bool:
-    """Whether this cache's products go to `native_kernels` (bfloat16, on the CPU, built)."""
-    return (
-        bool(_compiled_matvec.get("native_bf16"))
-        and cache.dtype == torch.bfloat16
-        and cache.device.type == "cpu"
-    )
 
 
 def _weighted_sum_over_tokens(weights: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
@@ -277,8 +268,9 @@ def _weighted_sum_over_tokens(weights: torch.Tensor, v_blocks: torch.Tensor) -> 
         w = weights.to(v_blocks.dtype).view(*lead, n_blocks, c, 1)
         return _wide(torch.matmul(v_blocks, w).squeeze(-1)).sum(-2)  # block by block
     weights, v_blocks = weights.reshape(-1, n_blocks * c), v_blocks.reshape(-1, n_blocks, d, c)
-    native_shape = c % 16 == 0 and c <= native_kernels.MAX_BLOCK and d <= native_kernels.MAX_WIDTH
-    if _native_bf16(v_blocks) and native_shape and weights.dtype == torch.float32:
+    if _compiled_matvec.get("native_bf16") and native_kernels.handles_weighted_sum(
+        weights, v_blocks
+    ):
         return native_kernels.weighted_sum(weights, v_blocks).view(*lead, d)
     return fused(weights, v_blocks).view(*lead, d)
 

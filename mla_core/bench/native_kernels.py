@@ -85,11 +85,34 @@ def why_not() -> str:
     return _library()[1]
 
 
+def handles_dot(keys: torch.Tensor, query: torch.Tensor) -> bool:
+    """Whether `dot_over_last` takes these: bfloat16 on the CPU, a width divisible by 32."""
+    return (
+        keys.dtype == query.dtype == torch.bfloat16
+        and keys.device.type == query.device.type == "cpu"
+        and keys.shape[-1] % 32 == 0
+    )
+
+
+def handles_weighted_sum(weights: torch.Tensor, v_blocks: torch.Tensor) -> bool:
+    """Whether `weighted_sum` takes these: float32 weights and bfloat16 value blocks on the
+    CPU, blocks of a multiple of 16 tokens up to MAX_BLOCK, rows up to MAX_WIDTH wide."""
+    *_, width, block = v_blocks.shape
+    return (
+        weights.dtype == torch.float32
+        and v_blocks.dtype == torch.bfloat16
+        and weights.device.type == v_blocks.device.type == "cpu"
+        and block % 16 == 0
+        and block <= MAX_BLOCK
+        and width <= MAX_WIDTH
+    )
+
+
 def dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """scores[n, t] = keys[n, t, :] . query[n, :] in float32: keys [N, T, d] and query [N, d]
-    bfloat16 on the CPU, d a multiple of 32. Returns float32 [N, T]."""
+    bfloat16 on the CPU, d a multiple of 32 (`handles_dot`). Returns float32 [N, T]."""
     n, t, d = keys.shape
-    if keys.dtype != torch.bfloat16 or query.dtype != torch.bfloat16 or d % 32:
+    if not handles_dot(keys, query):
         raise ValueError(f"bfloat16 keys and query with a width divisible by 32, got {d}")
     keys, query = keys.contiguous(), query.contiguous()
     scores = torch.empty(n, t, dtype=torch.float32)
@@ -102,12 +125,14 @@ def dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
 def weighted_sum(weights: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
     """out[n, :] = sum_t weights[n, t] * values[n, t, :] in float32: weights float32
     [N, n_blocks * c], v_blocks bfloat16 [N, n_blocks, d, c] (`value_blocks`), c a multiple of
-    16 up to 256, d up to 512. Returns float32 [N, d]."""
+    16 up to 256, d up to 512 (`handles_weighted_sum`). Returns float32 [N, d]."""
     n, n_blocks, d, c = v_blocks.shape
-    if v_blocks.dtype != torch.bfloat16 or c % 16 or c > MAX_BLOCK or d > MAX_WIDTH:
-        raise ValueError(f"bfloat16 value blocks of up to {MAX_BLOCK} x {MAX_WIDTH}, got {c} x {d}")
-    weights = weights.to(torch.float32).contiguous()
-    v_blocks = v_blocks.contiguous()
+    if not handles_weighted_sum(weights, v_blocks):
+        raise ValueError(
+            f"float32 weights and bfloat16 value blocks of up to {MAX_BLOCK} x {MAX_WIDTH}, "
+            f"got {c} x {d}"
+        )
+    weights, v_blocks = weights.contiguous(), v_blocks.contiguous()
     out = torch.empty(n, d, dtype=torch.float32)
     _library()[0].weighted_sum_bf16(
         weights.data_ptr(),

@@ -54,7 +54,7 @@ def measure_bandwidth(
     return nbytes / seconds
 
 
-def read_pass_of(tensors: list[torch.Tensor]) -> Callable[[], None]:
+def read_pass_of(tensors: list[torch.Tensor]) -> Callable[[], list[torch.Tensor]]:
     """One pass that reads every byte of these tensors: a max-reduction over each one viewed
     as int32 (no arithmetic of the dtype, not even denormals, slows it). A decode case's own
     cache, read beside its timing, gives the bandwidth of that moment and that memory. The

@@ -41,10 +41,6 @@ class ShapeFloor:
     block: int  # tokens per block
     keys_first: bool  # scores as keys @ queries (else queries^T @ keys^T)
 
-    @property
-    def seconds(self) -> float:
-        return self.products_s + self.exps_s + self.weights_s
-
     def as_dict(self, products_s: float | None = None, exps_s: float | None = None) -> dict:
         """JSON-ready; `products_s` and `exps_s` replace the search's times (e.g. medians of
         the rounds timed beside the kernel)."""

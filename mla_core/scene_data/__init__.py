@@ -42,13 +42,18 @@ def has_data(scene_name: str) -> bool:
     return module_path(data_module(scene_name)) is not None
 
 
-def data_function(scene_name: str) -> Callable[[SceneInputs], SceneData]:
-    """The data function of a scene: `<stem>` in `mla_core/scene_data/<stem>.py`."""
+def check_has_data(scene_name: str) -> None:
+    """A UserError naming the missing file, unless the scene has a data module."""
     if not has_data(scene_name):
         raise UserError(
             f"no scene data for {scene_name!r}: there is no mla_core/scene_data/"
             f"{scene_stem(scene_name)}.py"
         )
+
+
+def data_function(scene_name: str) -> Callable[[SceneInputs], SceneData]:
+    """The data function of a scene: `<stem>` in `mla_core/scene_data/<stem>.py`."""
+    check_has_data(scene_name)
     return getattr(importlib.import_module(data_module(scene_name)), scene_stem(scene_name))
 
 
@@ -58,9 +63,8 @@ def data_for_scene(
     """A scene's data, from the cache when nothing it depends on changed."""
     from mla_core.scene_data.inputs import SceneInputs, resolve_inputs
 
+    check_has_data(scene_name)
     module = data_module(scene_name)
-    if not has_data(scene_name):
-        data_function(scene_name)  # raises the UserError that names the missing file
     inputs = params if isinstance(params, SceneInputs) else resolve_inputs(params)
     data_cache = data_cache or DataCache()
     key = inputs.cache_key()
