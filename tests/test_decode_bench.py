@@ -17,7 +17,7 @@ import torch
 from helpers import reference_attention
 
 from mla_core.bench import decode_attention, native_kernels
-from mla_core.bench.decode import parse_contexts
+from mla_core.bench.decode import build_case, parse_contexts
 from mla_core.bench.decode_attention import (
     DecodeDims,
     expand_latent_cache,
@@ -448,57 +448,123 @@ def test_bench_decode_bad_input_is_one_line(argv, message, capsys) -> None:
 # --- the bfloat16 C kernels (native_kernels) ---------------------------------------------------
 
 
-@pytest.mark.skipif(
+needs_native = pytest.mark.skipif(
     not native_kernels.available(), reason=f"native kernels: {native_kernels.why_not()}"
 )
-def test_native_bf16_products_match_float64() -> None:
-    """The C products on bfloat16 inputs equal float64 arithmetic on the same numbers, up to
-    float32 sums (the products of two bfloat16 numbers are exact in float32)."""
+
+
+def _softmax_attention_f64(
+    queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
+    """softmax(queries @ keys^T) @ values in float64: queries [..., rows, d], keys [..., T, d],
+    values [..., T, d_v] -> [..., rows, d_v]."""
+    scores = queries.double() @ keys.double().transpose(-1, -2)
+    return torch.softmax(scores, dim=-1) @ values.double()
+
+
+@needs_native
+def test_native_attention_per_head_matches_float64() -> None:
+    """MHA's C kernel (scores, softmax and weighted sum of each head in one pass) equals
+    float64 arithmetic on the same bfloat16 numbers, up to float32 sums: its weights stay
+    float32. 96 = 64 + 32 wide keys take both dot-product loops; 300 tokens in blocks of 32
+    leave a padded tail."""
     g = torch.Generator().manual_seed(7)
-    keys = torch.randn(6, 300, 96, generator=g).bfloat16()  # 96 = 64 + 32: both loops
-    query = torch.randn(6, 96, generator=g).bfloat16()
-    scores = native_kernels.dot_over_last(keys, query)
-    exact = torch.einsum("ntd,nd->nt", keys.double(), query.double())
-    torch.testing.assert_close(scores.double(), exact, rtol=1e-5, atol=1e-4)
+    keys = torch.randn(6, 300, 96, generator=g).bfloat16()
+    query = (torch.randn(6, 96, generator=g) * 0.2).bfloat16()
     values = torch.randn(6, 300, 40, generator=g).bfloat16()
-    weights = torch.softmax(torch.randn(6, 300, generator=g), dim=-1)
-    blocks = value_blocks(values, block=32)  # 10 blocks, the last one padded with zeros
-    padded = torch.nn.functional.pad(weights, (0, 20))
-    out = native_kernels.weighted_sum(padded, blocks)
-    exact = torch.einsum("nt,ntd->nd", weights.double(), values.double())
+    out = native_kernels.attention(keys, query, value_blocks(values, block=32))
+    exact = _softmax_attention_f64(query.unsqueeze(-2), keys, values).squeeze(-2)
     torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="divisible by 32"):
-        native_kernels.dot_over_last(keys[..., :48], query[..., :48])
+        native_kernels.attention(keys[..., :48], query[..., :48], value_blocks(values))
 
 
-@pytest.mark.skipif(
-    not native_kernels.available(), reason=f"native kernels: {native_kernels.why_not()}"
+@needs_native
+@pytest.mark.parametrize(
+    ("groups", "rows", "tokens", "rope"),
+    [
+        (4, 16, 1000, 0),  # GQA-shaped: one 16-row chunk, many blocks
+        (1, 128, 777, 0),  # MQA-shaped: 4-chunk tiles, context split between threads, odd T
+        (2, 48, 65, 0),  # 3 chunks: 1-chunk tiles; a block of 64 and a tail of 1
+        (1, 32, 5, 0),  # 2-chunk tiles; fewer tokens than a tile
+        (3, 64, 300, 32),  # absorbed-MLA-shaped: RoPE scores added, values = the keys
+    ],
 )
-def test_bfloat16_mha_and_naive_mla_use_the_native_kernels(monkeypatch) -> None:
-    """With the compiled kernels on, bfloat16 MHA and naive MLA go through the C products
-    (and float32 does not), and the step equals the eager reference."""
+def test_native_shared_keys_attention_matches_float64(
+    groups: int, rows: int, tokens: int, rope: int
+) -> None:
+    """The flash-decoding C kernel equals float64 softmax attention on the same bfloat16
+    numbers, up to its weights' rounding to bfloat16 (as torch's bfloat16 path rounds them)."""
+    g = torch.Generator().manual_seed(rows + tokens)
+    d, d_v = (96, 96) if rope else (64, 64)
+    queries = (torch.randn(groups, rows, d + rope, generator=g) * 0.15).bfloat16()
+    keys = torch.randn(groups, tokens, d, generator=g).bfloat16()
+    values = keys if rope else torch.randn(groups, tokens, d_v, generator=g).bfloat16()
+    rope_keys = torch.randn(groups, tokens, rope, generator=g).bfloat16() if rope else None
+    queries_t = queries.transpose(-1, -2)
+    out = native_kernels.shared_keys_attention(
+        queries_t[..., :d, :],
+        keys,
+        values,
+        queries_t[..., d:, :] if rope else None,
+        rope_keys,
+    )
+    all_keys = torch.cat([keys, rope_keys], dim=-1) if rope else keys
+    exact = _softmax_attention_f64(queries, all_keys, values)
+    assert out.shape == (groups, rows, d_v) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), exact, rtol=1e-2, atol=4e-3)
+
+
+@needs_native
+def test_native_products_alone_and_exponentials() -> None:
+    """The shape floor's C probes do what they say: softmax=False weighs the values by the raw
+    scores (normalised by their sum), and exp_into is e^x to float32 precision."""
+    g = torch.Generator().manual_seed(9)
+    queries = torch.rand(2, 32, 64, generator=g).bfloat16()  # positive scores: sums far from 0
+    keys = torch.rand(2, 200, 64, generator=g).bfloat16()
+    values = torch.randn(2, 200, 32, generator=g).bfloat16()
+    out = native_kernels.shared_keys_attention(
+        queries.transpose(-1, -2), keys, values, softmax=False
+    )
+    scores = queries.double() @ keys.double().transpose(-1, -2)
+    exact = (scores @ values.double()) / scores.sum(-1, keepdim=True)
+    torch.testing.assert_close(out.double(), exact, rtol=1e-2, atol=4e-3)
+    x = torch.linspace(-80.0, 0.0, 100_003)  # not a multiple of 16: the scalar tail too
+    e = torch.empty_like(x)
+    native_kernels.exp_into(x, e)
+    torch.testing.assert_close(e.double(), x.double().exp(), rtol=3e-7, atol=0.0)
+
+
+@needs_native
+@pytest.mark.parametrize("variant", decode_attention.VARIANTS)
+def test_bfloat16_steps_run_in_the_native_kernels(variant: str, monkeypatch) -> None:
+    """With the compiled kernels on, every bfloat16 step of V3-like widths goes through the C
+    kernels (and float32 does not), `native_kernel_takes` says so, and the step equals the
+    eager torch one."""
     calls: list[str] = []
-    for name in ("dot_over_last", "weighted_sum"):
+    for name in ("attention", "shared_keys_attention"):
         real = getattr(native_kernels, name)
         monkeypatch.setattr(
             native_kernels, name, lambda *a, _real=real, _n=name: calls.append(_n) or _real(*a)
         )
-    g = torch.Generator().manual_seed(8)
-    q = torch.randn(2, 4, 64, generator=g)
-    k = torch.randn(2, 4, 256, 64, generator=g)
-    v = torch.randn(2, 4, 256, 64, generator=g)
+    dims = DecodeDims(
+        n_heads=32, head_dim=64, gqa_groups=2, kv_lora_rank=64, qk_nope_head_dim=32,
+        qk_rope_head_dim=32, v_head_dim=64,
+    )  # fmt: skip
+    expected = "attention" if variant in ("mha", "mla_naive") else "shared_keys_attention"
     for dtype, expect_native in ((torch.float32, False), (torch.bfloat16, True)):
-        q_, k_, v_ = q.to(dtype), k.to(dtype), value_blocks(v.to(dtype))
-        eager = mha_decode(q_, k_, v_, 0.125)
+        kernel, args = build_case(variant, dims, 2, 300, dtype, torch.device("cpu"))
+        eager = kernel(*args)
         use_compiled_matvec(True)
         try:
-            fast = mha_decode(q_, k_, v_, 0.125)
+            takes = decode_attention.native_kernel_takes(variant, args)
+            fast = kernel(*args)
         finally:
             use_compiled_matvec(False)
-        assert bool(calls) == expect_native
-        assert calls == (["dot_over_last", "weighted_sum"] if expect_native else [])
-        tol = 1e-5 if dtype == torch.float32 else 2e-2
-        torch.testing.assert_close(fast, eager, rtol=tol, atol=tol)
+        assert takes == expect_native
+        assert calls == ([expected] if expect_native else [])
+        tol = 1e-5 if dtype == torch.float32 else 3e-2
+        torch.testing.assert_close(fast.float(), eager.float(), rtol=tol, atol=tol)
         calls.clear()
 
 

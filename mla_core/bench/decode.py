@@ -29,6 +29,7 @@ from mla_core.bench.decode_attention import (
     mha_decode,
     mla_absorbed_decode,
     mla_naive_decode,
+    native_kernel_takes,
     step_cost,
     use_compiled_matvec,
 )
@@ -280,7 +281,8 @@ def _run_case(
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
     probing = not quick and device.type == "cpu"  # the tuned block and the paired floors
-    block = fastest_block(variant, kernel, args, clock) if probing else None
+    native = native_kernel_takes(variant, args)  # bfloat16 in C: its own blocks, none to tune
+    block = fastest_block(variant, kernel, args, clock) if probing and not native else None
     call = functools.partial(kernel, *args, **({"block": block} if block else {}))
     memory_bound = roofline.bound(cost.bytes_read, cost.flops) == "memory"
     # The floors that can move while the case is timed are probed beside it, round by round:
@@ -327,6 +329,7 @@ def _run_case(
     seconds = kernel_timing.median
     floor = roofline.floor_seconds(cost.bytes_read, cost.flops)
     row.update(
+        kernel="C" if native else "torch",
         block=block,
         bandwidth_now=cache_bytes / read_timing.median if read_timing else None,
         median_s=seconds,

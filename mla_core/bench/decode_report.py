@@ -18,7 +18,8 @@ def format_table(report: dict) -> str:
     bytes / FLOPs: what one step must read and compute (from the shapes); ms: median step;
     GB/s, GFLOP/s: achieved; floor: max(bytes / bandwidth, FLOPs / rate); eff: floor / ms;
     +-: interquartile range of the samples over the median; block: the tokens per block
-    the case was tuned to (GQA, MQA, absorbed MLA); floor*: the floor of this path at the
+    the case was tuned to (GQA, MQA, absorbed MLA in torch), or C where the whole step ran in
+    the C kernels (`native_kernels`); floor*: the floor of this path at the
     moment, probed in alternation with the kernel, round by round (memory-bound cases: their
     bytes at the bandwidth of one read of the case's own cache; GQA, MQA and absorbed MLA: at
     least the time of their two matrix products alone, `shape_floor`), median over rounds;
@@ -49,7 +50,7 @@ def format_table(report: dict) -> str:
                 f"{r['batch']:>3} {r['context']:>6} {r['label']:<13}{r['bytes'] / 1e6:>10,.1f}"
                 f"{r['flops'] / 1e9:>9.2f}{r['median_s'] * 1e3:>9.2f}{r['achieved_gb_per_s']:>8.1f}"
                 f"{r['achieved_gflop_per_s']:>9.1f}{r.get('spread', 0.0):>6.0%}"
-                f"{_block(r.get('block')):>6}"
+                f"{'C' if r.get('kernel') == 'C' else _block(r.get('block')):>6}"
                 f"{r['floor_s'] * 1e3:>10.2f}{r['bound']:>8}{r['efficiency']:>6.2f}"
                 f"{r.get('path_floor_s', r['floor_s']) * 1e3:>8.2f}"
                 f"{r.get('path_efficiency', r['efficiency']):>6.2f}"

@@ -1,8 +1,11 @@
-"""The bfloat16 streaming kernels of `decode_bf16.c`, built on first use and called via ctypes.
+"""The bfloat16 attention kernels of `decode_bf16.c`, built on first use and called via ctypes.
 
-MHA and naive MLA read one key row and one value row per cached token and head: in bfloat16
-the compiled torch loops spend more time widening and reducing than reading (see
-docs/decode-kernels.md). `decode_bf16.c` does the two products with AVX-512 BF16 instructions.
+A bfloat16 decode step in torch is many passes: two products (BLAS, or compiled loops that
+widen every number), the softmax's max, exponentials and sums, casts, each writing its result
+to memory. `decode_bf16.c` does one step of each kind in one pass with AVX-512 BF16
+instructions: `attention` for one query row per key head (MHA, naive MLA; memory-bound), and
+`shared_keys_attention` for many query rows over the same keys (GQA, MQA, absorbed MLA;
+compute-bound here). See docs/decode-kernels.md for what they reach.
 
 It is built with the system's C compiler (`cc`; build-essential is in the Debian package
 list) into `.cache/native/` under a name that carries the source's hash, written to a
@@ -29,7 +32,7 @@ SOURCE = Path(__file__).with_name("decode_bf16.c")
 BUILD_DIR = Path(__file__).resolve().parents[2] / ".cache" / "native"
 CFLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp", "-shared", "-fPIC")
 SWITCH_ENV = "MLA_NATIVE_KERNELS"  # "0": never build or use them (the torch kernels run)
-MAX_WIDTH = 512  # the widest value row `weighted_sum_bf16` keeps accumulators for
+MAX_WIDTH = 512  # the widest value row `mha_attention_bf16` keeps accumulators for
 MAX_BLOCK = 256  # the longest value block it keeps weights for
 
 
@@ -71,8 +74,15 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
             os.replace(built, target)
     library = ctypes.CDLL(str(target))
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    library.dot_over_last_bf16.argtypes = [ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
-    library.weighted_sum_bf16.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, ctypes.c_int]
+    library.exp_f32.argtypes = [ptr, ptr, i64, ctypes.c_int]
+    library.mha_attention_bf16.argtypes = [ptr, ptr, ptr, ptr, *[i64] * 6, ctypes.c_int]
+    library.shared_keys_attention_bf16.argtypes = [
+        *[ptr, i64, i64, i64] * 2,  # keys and RoPE keys: pointer, group and row strides, width
+        *[ptr, i64, i64, i64],  # values: pointer, group and row strides, width
+        *[ptr, i64, i64, i64, i64, ptr, ptr],  # query pairs, rows, groups, tokens, splits, ...
+        ctypes.c_int,  # softmax (0: the products alone)
+        ctypes.c_int,  # threads
+    ]
     return library, ""
 
 
@@ -85,63 +95,138 @@ def why_not() -> str:
     return _library()[1]
 
 
-def handles_dot(keys: torch.Tensor, query: torch.Tensor) -> bool:
-    """Whether `dot_over_last` takes these: bfloat16 on the CPU, a width divisible by 32."""
-    return (
-        keys.dtype == query.dtype == torch.bfloat16
-        and keys.device.type == query.device.type == "cpu"
-        and keys.shape[-1] % 32 == 0
-    )
-
-
-def handles_weighted_sum(weights: torch.Tensor, v_blocks: torch.Tensor) -> bool:
-    """Whether `weighted_sum` takes these: float32 weights and bfloat16 value blocks on the
-    CPU, blocks of a multiple of 16 tokens up to MAX_BLOCK, rows up to MAX_WIDTH wide."""
+def handles_attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.Tensor) -> bool:
+    """Whether `attention` takes these: bfloat16 on the CPU, a key width divisible by 32,
+    value blocks of a multiple of 16 tokens up to MAX_BLOCK, value rows up to MAX_WIDTH."""
     *_, width, block = v_blocks.shape
     return (
-        weights.dtype == torch.float32
-        and v_blocks.dtype == torch.bfloat16
-        and weights.device.type == v_blocks.device.type == "cpu"
+        keys.dtype == query.dtype == v_blocks.dtype == torch.bfloat16
+        and keys.device.type == query.device.type == v_blocks.device.type == "cpu"
+        and keys.shape[-1] % 32 == 0
         and block % 16 == 0
         and block <= MAX_BLOCK
         and width <= MAX_WIDTH
     )
 
 
-def dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """scores[n, t] = keys[n, t, :] . query[n, :] in float32: keys [N, T, d] and query [N, d]
-    bfloat16 on the CPU, d a multiple of 32 (`handles_dot`). Returns float32 [N, T]."""
+def attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
+    """softmax(keys . query) . values per head, in one pass: keys [N, T, d], query [N, d]
+    (scaled), v_blocks [N, n_blocks, d_v, c] (`value_blocks`), bfloat16 on the CPU
+    (`handles_attention`). Returns float32 [N, d_v]."""
     n, t, d = keys.shape
-    if not handles_dot(keys, query):
-        raise ValueError(f"bfloat16 keys and query with a width divisible by 32, got {d}")
-    keys, query = keys.contiguous(), query.contiguous()
-    scores = torch.empty(n, t, dtype=torch.float32)
-    _library()[0].dot_over_last_bf16(
-        keys.data_ptr(), query.data_ptr(), scores.data_ptr(), n * t, t, d, torch.get_num_threads()
-    )
-    return scores
-
-
-def weighted_sum(weights: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
-    """out[n, :] = sum_t weights[n, t] * values[n, t, :] in float32: weights float32
-    [N, n_blocks * c], v_blocks bfloat16 [N, n_blocks, d, c] (`value_blocks`), c a multiple of
-    16 up to 256, d up to 512 (`handles_weighted_sum`). Returns float32 [N, d]."""
-    n, n_blocks, d, c = v_blocks.shape
-    if not handles_weighted_sum(weights, v_blocks):
+    _, n_blocks, d_v, c = v_blocks.shape
+    if not handles_attention(keys, query, v_blocks):
         raise ValueError(
-            f"float32 weights and bfloat16 value blocks of up to {MAX_BLOCK} x {MAX_WIDTH}, "
-            f"got {c} x {d}"
+            f"bfloat16 keys of a width divisible by 32 and value blocks of up to {MAX_BLOCK} x "
+            f"{MAX_WIDTH}; got keys {d} wide and blocks of {c} x {d_v}"
         )
-    weights, v_blocks = weights.contiguous(), v_blocks.contiguous()
-    out = torch.empty(n, d, dtype=torch.float32)
-    _library()[0].weighted_sum_bf16(
-        weights.data_ptr(),
+    keys, query, v_blocks = keys.contiguous(), query.contiguous(), v_blocks.contiguous()
+    out = torch.empty(n, d_v, dtype=torch.float32)
+    _library()[0].mha_attention_bf16(
+        keys.data_ptr(),
+        query.data_ptr(),
         v_blocks.data_ptr(),
         out.data_ptr(),
         n,
-        n_blocks,
+        t,
         d,
+        n_blocks,
+        d_v,
         c,
         torch.get_num_threads(),
     )
     return out
+
+
+MAX_ROWS = 256  # query rows sharing one key row that `shared_keys_attention` takes
+
+
+def handles_shared_keys(
+    queries_t: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    rope_queries_t: torch.Tensor | None = None,
+    rope_keys: torch.Tensor | None = None,
+) -> bool:
+    """Whether `shared_keys_attention` takes these: bfloat16 on the CPU, query rows a
+    multiple of 16 up to MAX_ROWS, even key widths, value rows a multiple of 32 wide."""
+    tensors = [queries_t, keys, values] + [x for x in (rope_queries_t, rope_keys) if x is not None]
+    rows = queries_t.shape[-1]
+    return (
+        all(x.dtype == torch.bfloat16 and x.device.type == "cpu" for x in tensors)
+        and rows % 16 == 0
+        and rows <= MAX_ROWS
+        and keys.shape[-1] % 2 == 0
+        and (rope_keys is None or rope_keys.shape[-1] % 2 == 0)
+        and values.shape[-1] % 32 == 0
+    )
+
+
+def shared_keys_attention(
+    queries_t: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    rope_queries_t: torch.Tensor | None = None,
+    rope_keys: torch.Tensor | None = None,
+    softmax: bool = True,
+) -> torch.Tensor:
+    """Many query rows over the same keys, in one pass over the cache (see the C source):
+    queries_t [..., d_k, rows] (scaled), keys [..., T, d_k], values [..., T, d_v] (may be the
+    keys themselves), optional rope_queries_t [..., d_R, rows] and rope_keys [..., T, d_R]
+    whose scores are added. Returns float32 [..., rows, d_v]. softmax=False runs the two
+    products alone, the raw scores as weights (a probe of the shape floor, not attention)."""
+    if not handles_shared_keys(queries_t, keys, values, rope_queries_t, rope_keys):
+        raise ValueError(
+            f"bfloat16 inputs with 16 to {MAX_ROWS} query rows in steps of 16, even key "
+            f"widths and values a multiple of 32 wide; got {queries_t.shape[-1]} rows"
+        )
+    *lead, t, d1 = keys.shape
+    rows, d_v = queries_t.shape[-1], values.shape[-1]
+    k1 = keys.contiguous().view(-1, t, d1)
+    v = k1 if values is keys else values.contiguous().view(-1, t, d_v)
+    groups = k1.shape[0]
+    if rope_keys is not None:
+        k2 = rope_keys.contiguous().view(groups, t, -1)
+        queries_t = torch.cat([queries_t, rope_queries_t], dim=-2)
+    d = queries_t.shape[-2]
+    # [G, d / 2, rows, 2]: the two numbers of a key pair next to each other, per query row
+    q_pairs = queries_t.reshape(groups, d // 2, 2, rows).transpose(-1, -2).contiguous()
+    threads = torch.get_num_threads()
+    # each group's context in parts, so that every thread has work (at least 256 tokens each)
+    splits = max(1, min(-(-threads // groups), t // 256, 64))
+    scratch = torch.empty(groups * splits, d_v * rows + 2 * rows, dtype=torch.float32)
+    out = torch.empty(groups, rows, d_v, dtype=torch.float32)
+    no_rope = rope_keys is None
+    _library()[0].shared_keys_attention_bf16(
+        k1.data_ptr(),
+        k1.stride(0),
+        k1.stride(1),
+        d1,
+        None if no_rope else k2.data_ptr(),
+        0 if no_rope else k2.stride(0),
+        0 if no_rope else k2.stride(1),
+        0 if no_rope else k2.shape[-1],
+        v.data_ptr(),
+        v.stride(0),
+        v.stride(1),
+        d_v,
+        q_pairs.data_ptr(),
+        rows,
+        groups,
+        t,
+        splits,
+        scratch.data_ptr(),
+        out.data_ptr(),
+        int(softmax),
+        threads,
+    )
+    return out.view(*lead, rows, d_v)
+
+
+def exp_into(x: torch.Tensor, out: torch.Tensor) -> None:
+    """out = e^x for float32 CPU tensors, with the exponential the kernels use."""
+    if not (x.dtype == out.dtype == torch.float32 and x.is_contiguous() and out.is_contiguous()):
+        raise ValueError("exp_into takes contiguous float32 tensors")
+    if x.shape != out.shape:
+        raise ValueError(f"exp_into: shapes differ, {tuple(x.shape)} and {tuple(out.shape)}")
+    _library()[0].exp_f32(x.data_ptr(), out.data_ptr(), x.numel(), torch.get_num_threads())

@@ -10,18 +10,23 @@ the products alone. Between the two products, an exact softmax takes one exponen
 score (T x rows of them, in float32), on the same two cores. So the shape floor of a path
 is measured: the best time of exactly its two products (all blocks of the context, no
 softmax, no casts, nothing else), over block lengths and the two orientations of the score
-product; plus one float32 exp pass over as many scores, alone; plus for absorbed MLA the
-W_UK and W_UV reads at the memory bandwidth. A path's floor is then
-max(roofline floor, shape floor); `eff*` in the table is measured against it.
+product, and, where they build, the bfloat16 C kernels' own products with the softmax left
+out (`native_kernels.shared_keys_attention(..., softmax=False)`): whichever is fastest is
+the best rate this machine has for that shape. Plus one float32 exp pass over as many
+scores, alone (torch's exp or the C kernels', the faster); plus for absorbed MLA the W_UK and
+W_UV reads at the memory bandwidth. A path's floor is then max(roofline floor, shape
+floor); `eff*` in the table is measured against it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from mla_core.bench import native_kernels
 from mla_core.bench.decode_attention import BLOCK_CHOICES
 from mla_core.bench.roofline import Roofline
 from mla_core.bench.timer import WALL, Clock, time_calls
@@ -38,8 +43,10 @@ class ShapeFloor:
     exps: Callable[[], None]  # the softmax's exponentials alone: one float32 exp per score
     exps_s: float  # their best time
     weights_s: float  # W_UK and W_UV read at the roofline's bandwidth (absorbed MLA), else 0
-    block: int  # tokens per block
-    keys_first: bool  # scores as keys @ queries (else queries^T @ keys^T)
+    block: int  # tokens per block (torch's products)
+    keys_first: bool  # scores as keys @ queries (else queries^T @ keys^T; torch's products)
+    products_by: str = "torch"  # whose products were fastest: "torch" (BLAS) or "C"
+    exps_by: str = "torch"  # whose exponentials were fastest
 
     def as_dict(self, products_s: float | None = None, exps_s: float | None = None) -> dict:
         """JSON-ready; `products_s` and `exps_s` replace the search's times (e.g. medians of
@@ -53,6 +60,8 @@ class ShapeFloor:
             "weights_s": self.weights_s,
             "block": self.block,
             "keys_first": self.keys_first,
+            "products_by": self.products_by,
+            "exps_by": self.exps_by,
         }
 
 
@@ -129,15 +138,28 @@ def find_shape_floor(
             seconds = _best_time(run, quick, clock)
             if seconds < best_s:
                 best_run, best_s, best_block, best_keys_first = run, seconds, block or t, keys_first
-    exps = _exponentials(keys.shape[:-2], t, rows)
+    products_by = "torch"
+    native = (queries_t, keys, values, rope_queries_t, rope_keys)
+    if native_kernels.available() and native_kernels.handles_shared_keys(*native):
+        run = functools.partial(native_kernels.shared_keys_attention, *native, softmax=False)
+        seconds = _best_time(run, quick, clock)
+        if seconds < best_s:
+            best_run, best_s, products_by = run, seconds, "C"
+    exps_by, exps, exps_s = "torch", None, float("inf")
+    for by, candidate in _exponentials(keys.shape[:-2], t, rows).items():
+        seconds = _best_time(candidate, quick, clock)
+        if seconds < exps_s:
+            exps_by, exps, exps_s = by, candidate, seconds
     return ShapeFloor(
         products=best_run,
         products_s=best_s,
         exps=exps,
-        exps_s=_best_time(exps, quick, clock),
+        exps_s=exps_s,
         weights_s=weights_bytes / roofline.bandwidth,
         block=best_block,
         keys_first=best_keys_first,
+        products_by=products_by,
+        exps_by=exps_by,
     )
 
 
@@ -147,13 +169,13 @@ def _best_time(run: Callable[[], None], quick: bool, clock: Clock) -> float:
     ).best
 
 
-def _exponentials(lead: tuple[int, ...], tokens: int, rows: int) -> Callable[[], None]:
+def _exponentials(lead: tuple[int, ...], tokens: int, rows: int) -> dict[str, Callable[[], None]]:
     """One float32 exp per score of a whole step ([*lead, tokens, rows]), into a buffer made
-    once: what an exact softmax must compute between the two products, whatever the kernel."""
+    once: what an exact softmax must compute between the two products, whatever the kernel.
+    By whom: torch's exp, and the C kernels' where they build."""
     scores = torch.randn(*lead, tokens, rows, generator=torch.Generator().manual_seed(0))
     out = torch.empty_like(scores)
-
-    def run() -> None:
-        torch.exp(scores, out=out)
-
-    return run
+    runs = {"torch": functools.partial(torch.exp, scores, out=out)}
+    if native_kernels.available():
+        runs["C"] = functools.partial(native_kernels.exp_into, scores, out)
+    return runs
