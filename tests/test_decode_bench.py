@@ -372,6 +372,9 @@ def test_shape_floors_are_the_products_alone_and_floor_star_takes_the_larger() -
     assert row["path_floor_s"] >= row["bytes"] / row["bandwidth_now"] * (1 - 1e-9)
     shape = row["shape_floor"]  # each round's floor* >= that round's products + exps
     assert row["path_floor_s"] >= (shape["products_s"] + shape["weights_s"]) * (1 - 1e-9)
+    # the faster of torch's and the C kernels' exponentials (these products: torch's only)
+    assert shape["products_by"] == "torch"
+    assert shape["exps_by"] in (("torch", "C") if native_kernels.available() else ("torch",))
     mha = bench._run_case("mha", SMALL, 1, 64, torch.float32, cpu, roof, False, bench.WALL)
     assert mha["shape_floor"] is None and mha["bandwidth_now"] > 0 and mha["block"] is None
     # MHA's only probe is the read of its cache: its floor* is the bytes at that bandwidth
@@ -462,16 +465,21 @@ def _softmax_attention_f64(
     return torch.softmax(scores, dim=-1) @ values.double()
 
 
+# float32 to 1e-5 of float64; bfloat16 to its rounding of the weights (as torch's path rounds)
+NATIVE_TOLERANCE = {torch.float32: (1e-5, 1e-6), torch.bfloat16: (1e-2, 4e-3)}
+
+
 @needs_native
-def test_native_attention_per_head_matches_float64() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_attention_per_head_matches_float64(dtype: torch.dtype) -> None:
     """MHA's C kernel (scores, softmax and weighted sum of each head in one pass) equals
-    float64 arithmetic on the same bfloat16 numbers, up to float32 sums: its weights stay
-    float32. 96 = 64 + 32 wide keys take both dot-product loops; 300 tokens in blocks of 32
-    leave a padded tail."""
+    float64 arithmetic on the same numbers, up to float32 sums: its weights stay float32.
+    96 = 64 + 32 wide keys take both dot-product loops; 300 tokens in blocks of 32 leave a
+    padded tail."""
     g = torch.Generator().manual_seed(7)
-    keys = torch.randn(6, 300, 96, generator=g).bfloat16()
-    query = (torch.randn(6, 96, generator=g) * 0.2).bfloat16()
-    values = torch.randn(6, 300, 40, generator=g).bfloat16()
+    keys = torch.randn(6, 300, 96, generator=g).to(dtype)
+    query = (torch.randn(6, 96, generator=g) * 0.2).to(dtype)
+    values = torch.randn(6, 300, 40, generator=g).to(dtype)
     out = native_kernels.attention(keys, query, value_blocks(values, block=32))
     exact = _softmax_attention_f64(query.unsqueeze(-2), keys, values).squeeze(-2)
     torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-6)
@@ -490,17 +498,18 @@ def test_native_attention_per_head_matches_float64() -> None:
         (3, 64, 300, 32),  # absorbed-MLA-shaped: RoPE scores added, values = the keys
     ],
 )
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_native_shared_keys_attention_matches_float64(
-    groups: int, rows: int, tokens: int, rope: int
+    groups: int, rows: int, tokens: int, rope: int, dtype: torch.dtype
 ) -> None:
-    """The flash-decoding C kernel equals float64 softmax attention on the same bfloat16
-    numbers, up to its weights' rounding to bfloat16 (as torch's bfloat16 path rounds them)."""
+    """The flash-decoding C kernel equals float64 softmax attention on the same numbers: in
+    float32 to 1e-5, in bfloat16 up to its weights' rounding to bfloat16."""
     g = torch.Generator().manual_seed(rows + tokens)
     d, d_v = (96, 96) if rope else (64, 64)
-    queries = (torch.randn(groups, rows, d + rope, generator=g) * 0.15).bfloat16()
-    keys = torch.randn(groups, tokens, d, generator=g).bfloat16()
-    values = keys if rope else torch.randn(groups, tokens, d_v, generator=g).bfloat16()
-    rope_keys = torch.randn(groups, tokens, rope, generator=g).bfloat16() if rope else None
+    queries = (torch.randn(groups, rows, d + rope, generator=g) * 0.15).to(dtype)
+    keys = torch.randn(groups, tokens, d, generator=g).to(dtype)
+    values = keys if rope else torch.randn(groups, tokens, d_v, generator=g).to(dtype)
+    rope_keys = torch.randn(groups, tokens, rope, generator=g).to(dtype) if rope else None
     queries_t = queries.transpose(-1, -2)
     out = native_kernels.shared_keys_attention(
         queries_t[..., :d, :],
@@ -512,23 +521,26 @@ def test_native_shared_keys_attention_matches_float64(
     all_keys = torch.cat([keys, rope_keys], dim=-1) if rope else keys
     exact = _softmax_attention_f64(queries, all_keys, values)
     assert out.shape == (groups, rows, d_v) and out.dtype == torch.float32
-    torch.testing.assert_close(out.double(), exact, rtol=1e-2, atol=4e-3)
+    rtol, atol = NATIVE_TOLERANCE[dtype]
+    torch.testing.assert_close(out.double(), exact, rtol=rtol, atol=atol)
 
 
 @needs_native
-def test_native_products_alone_and_exponentials() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_products_alone_and_exponentials(dtype: torch.dtype) -> None:
     """The shape floor's C probes do what they say: softmax=False weighs the values by the raw
     scores (normalised by their sum), and exp_into is e^x to float32 precision."""
     g = torch.Generator().manual_seed(9)
-    queries = torch.rand(2, 32, 64, generator=g).bfloat16()  # positive scores: sums far from 0
-    keys = torch.rand(2, 200, 64, generator=g).bfloat16()
-    values = torch.randn(2, 200, 32, generator=g).bfloat16()
+    queries = torch.rand(2, 32, 64, generator=g).to(dtype)  # positive scores: sums far from 0
+    keys = torch.rand(2, 200, 64, generator=g).to(dtype)
+    values = torch.randn(2, 200, 32, generator=g).to(dtype)
     out = native_kernels.shared_keys_attention(
         queries.transpose(-1, -2), keys, values, softmax=False
     )
     scores = queries.double() @ keys.double().transpose(-1, -2)
     exact = (scores @ values.double()) / scores.sum(-1, keepdim=True)
-    torch.testing.assert_close(out.double(), exact, rtol=1e-2, atol=4e-3)
+    rtol, atol = NATIVE_TOLERANCE[dtype]
+    torch.testing.assert_close(out.double(), exact, rtol=rtol, atol=atol)
     x = torch.linspace(-80.0, 0.0, 100_003)  # not a multiple of 16: the scalar tail too
     e = torch.empty_like(x)
     native_kernels.exp_into(x, e)
@@ -537,10 +549,12 @@ def test_native_products_alone_and_exponentials() -> None:
 
 @needs_native
 @pytest.mark.parametrize("variant", decode_attention.VARIANTS)
-def test_bfloat16_steps_run_in_the_native_kernels(variant: str, monkeypatch) -> None:
-    """With the compiled kernels on, every bfloat16 step of V3-like widths goes through the C
-    kernels (and float32 does not), `native_kernel_takes` says so, and the step equals the
-    eager torch one."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_step_runs_in_the_native_kernels(
+    variant: str, dtype: torch.dtype, monkeypatch
+) -> None:
+    """With the compiled kernels on, a step of V3-like widths goes through the C kernels (and
+    eagerly it does not), `native_kernel_takes` says so, and the step equals the eager one."""
     calls: list[str] = []
     for name in ("attention", "shared_keys_attention"):
         real = getattr(native_kernels, name)
@@ -551,21 +565,37 @@ def test_bfloat16_steps_run_in_the_native_kernels(variant: str, monkeypatch) -> 
         n_heads=32, head_dim=64, gqa_groups=2, kv_lora_rank=64, qk_nope_head_dim=32,
         qk_rope_head_dim=32, v_head_dim=64,
     )  # fmt: skip
-    expected = "attention" if variant in ("mha", "mla_naive") else "shared_keys_attention"
-    for dtype, expect_native in ((torch.float32, False), (torch.bfloat16, True)):
-        kernel, args = build_case(variant, dims, 2, 300, dtype, torch.device("cpu"))
-        eager = kernel(*args)
-        use_compiled_matvec(True)
-        try:
-            takes = decode_attention.native_kernel_takes(variant, args)
-            fast = kernel(*args)
-        finally:
-            use_compiled_matvec(False)
-        assert takes == expect_native
-        assert calls == ([expected] if expect_native else [])
-        tol = 1e-5 if dtype == torch.float32 else 3e-2
-        torch.testing.assert_close(fast.float(), eager.float(), rtol=tol, atol=tol)
-        calls.clear()
+    kernel, args = build_case(variant, dims, 2, 300, dtype, torch.device("cpu"))
+    eager = kernel(*args)
+    assert calls == [] and not decode_attention.native_kernel_takes(variant, args)
+    use_compiled_matvec(True)
+    try:
+        takes = decode_attention.native_kernel_takes(variant, args)
+        fast = kernel(*args)
+    finally:
+        use_compiled_matvec(False)
+    assert takes
+    assert calls == ["attention" if variant in ("mha", "mla_naive") else "shared_keys_attention"]
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(fast.float(), eager.float(), rtol=tol, atol=tol)
+
+
+@needs_native
+def test_the_shape_floor_offers_the_c_products_where_they_take_the_shape() -> None:
+    """Where the C kernels take a shared-key shape, the shape floor times their products (and
+    exponentials) beside torch's, so a floor is never slower than the best we have."""
+    from mla_core.bench.roofline import Roofline
+    from mla_core.bench.shape_floor import find_shape_floor
+
+    roof = Roofline(bandwidth=1e9, matmul_rate=1e15, dtype="bfloat16", device="cpu")
+    dims = DecodeDims(n_heads=32, head_dim=64, gqa_groups=2, kv_lora_rank=64,
+                      qk_nope_head_dim=32, qk_rope_head_dim=32, v_head_dim=64)  # fmt: skip
+    for variant in ("gqa", "mla_absorbed"):
+        _, args = build_case(variant, dims, 1, 300, torch.bfloat16, torch.device("cpu"))
+        shape = find_shape_floor(variant, args, roof, quick=True)
+        assert set(shape.products) == set(shape.exps) == {"torch", "C"}
+        for run in (*shape.products.values(), *shape.exps.values()):
+            run()  # each runs on its own
 
 
 def test_without_a_compiler_the_native_kernels_step_aside(monkeypatch) -> None:

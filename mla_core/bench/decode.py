@@ -281,7 +281,7 @@ def _run_case(
         return row
     kernel, args = build_case(variant, dims, batch, context, dtype, device)
     probing = not quick and device.type == "cpu"  # the tuned block and the paired floors
-    native = native_kernel_takes(variant, args)  # bfloat16 in C: its own blocks, none to tune
+    native = native_kernel_takes(variant, args)  # in C: its own blocks, none to tune
     block = fastest_block(variant, kernel, args, clock) if probing and not native else None
     call = functools.partial(kernel, *args, **({"block": block} if block else {}))
     memory_bound = roofline.bound(cost.bytes_read, cost.flops) == "memory"
@@ -292,7 +292,9 @@ def _run_case(
     cache_bytes = sum(t.numel() * t.element_size() for t in caches)
     read_pass = read_pass_of(caches) if probing and memory_bound and caches else None
     shape = find_shape_floor(variant, args, roofline, clock=clock) if probing else None
-    probes = [p for p in (read_pass, shape and shape.products, shape and shape.exps) if p]
+    products = shape.products if shape else {}
+    exps = shape.exps if shape else {}
+    probes = ([read_pass] if read_pass else []) + [*products.values(), *exps.values()]
     # Median after warm-up, in rounds of 5 until it moves by less than 2% over a round (and
     # the calls add up to a second), at most max_repeats; the spread is reported.
     kernel_timing, *probe_timings = time_interleaved(
@@ -306,23 +308,26 @@ def _run_case(
         stable_within=None if quick else STABLE_WITHIN,
     )
     read_timing = probe_timings.pop(0) if read_pass else None
-    products_timing, exps_timing = probe_timings if shape else (None, None)
+    products_timings = dict(zip(products, probe_timings[: len(products)], strict=True))
+    exps_timings = dict(zip(exps, probe_timings[len(products) :], strict=True))
     # floor* of each round: the bytes at that round's bandwidth (memory-bound cases, else the
     # roofline's), the FLOPs at the matmul rate (unless the shape floor times the products in
     # that very round: the square-product rate probed minutes ago would only add noise), and
-    # the shape floor (products, exponentials, absorbed weights' bytes), whichever is largest
+    # the shape floor (the faster products and the faster exponentials of that round, the
+    # absorbed weights' bytes), whichever is largest
     fixed = max(
         0.0 if shape else cost.flops / roofline.matmul_rate,
         0.0 if read_timing else cost.bytes_read / roofline.bandwidth,
     )
-    floors = []
+    floors, products_s, exps_s = [], [], []
     for i in range(kernel_timing.repeats):
         floor_i = fixed
         if read_timing:
             floor_i = max(floor_i, cost.bytes_read * read_timing.samples[i] / cache_bytes)
         if shape:
-            work = products_timing.samples[i] + exps_timing.samples[i] + shape.weights_s
-            floor_i = max(floor_i, work)
+            products_s.append(min(t.samples[i] for t in products_timings.values()))
+            exps_s.append(min(t.samples[i] for t in exps_timings.values()))
+            floor_i = max(floor_i, products_s[-1] + exps_s[-1] + shape.weights_s)
         floors.append(floor_i)
     floor_timing = Timing(floors)
     del args, call
@@ -335,7 +340,14 @@ def _run_case(
         median_s=seconds,
         repeats=kernel_timing.repeats,
         spread=kernel_timing.spread,
-        shape_floor=shape.as_dict(products_timing.median, exps_timing.median) if shape else None,
+        shape_floor=shape.as_dict(
+            Timing(products_s).median,
+            Timing(exps_s).median,
+            products_by=min(products_timings, key=lambda by: products_timings[by].median),
+            exps_by=min(exps_timings, key=lambda by: exps_timings[by].median),
+        )
+        if shape
+        else None,
         path_floor_s=floor_timing.median,
         # the median over rounds of (that round's floor* / that round's kernel time)
         path_efficiency=paired_ratio(floor_timing, kernel_timing),

@@ -35,12 +35,13 @@ Layout and kernel choices, measured on a 2-core AMD EPYC (Zen 4) with plain torc
   rounded to bfloat16 by the matmul before the float32 softmax. Eagerly, the max, the
   exponentials, the sum and the cast between the two products are five passes over the
   scores; compiled (`use_compiled_matvec`), each block is one graph in which they fuse.
-- bfloat16 on a CPU with AVX-512 BF16, with `use_compiled_matvec` on: every kind's whole step
-  runs in one pass of C (`native_kernels`), because the torch passes above leave a third of
-  the machine unused there. MHA and naive MLA stream each head's keys, softmax and values
-  (0.93-0.99 of the speed at which the same bytes can be read); GQA, MQA and absorbed MLA run
-  flash-decoding with both products as register tiles of bfloat16 dot-product instructions
-  (300-340 GFLOP/s with 128 query rows, 1.3-2.5x faster than the torch passes).
+- On a CPU with AVX-512 BF16, with `use_compiled_matvec` on, every kind's whole step runs in
+  one pass of C instead (`native_kernels`, float32 and bfloat16): the torch passes above
+  write every intermediate to memory and, in bfloat16, leave a third of the machine unused.
+  MHA and naive MLA stream each head's keys, softmax and values (0.93-0.99 of the speed at
+  which the same bytes can be read); GQA, MQA and absorbed MLA run flash-decoding with both
+  products as register tiles (bfloat16: 300-340 GFLOP/s with 128 query rows, 1.3-2.5x
+  faster than the torch passes; float32: 1.3-1.7x).
 """
 
 from __future__ import annotations
@@ -229,8 +230,9 @@ def use_compiled_matvec(enabled: bool = True) -> None:
     sums, which compile into streaming passes) replace them. GQA, MQA and absorbed MLA run
     each block through a compiled `_shared_keys_block`: the products stay BLAS calls, the
     softmax pieces between them fuse. All are compiled once per dtype, with dynamic sizes.
-    Where `native_kernels` builds (AVX-512 BF16), bfloat16 steps run in its C kernels instead,
-    each kind in one pass (`native_kernel_takes` says which cases).
+    Where `native_kernels` builds (AVX-512 BF16), the steps run in its C kernels instead, each
+    kind in one pass (`native_kernel_takes` says which cases: float32 and bfloat16 on the CPU
+    at the widths those kernels take).
     """
     _compiled_matvec.clear()
     if enabled:
@@ -242,14 +244,14 @@ def use_compiled_matvec(enabled: bool = True) -> None:
         _compiled_matvec["shared_block"] = torch.compile(_shared_keys_block, dynamic=True)
         _compiled_matvec["shared_block_rope"] = torch.compile(_shared_keys_block_rope, dynamic=True)
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        # bfloat16 caches on a CPU with AVX-512 BF16: the whole attention in C
-        _compiled_matvec["native_bf16"] = native_kernels.available()
+        # on a CPU with AVX-512 BF16: the whole attention in C
+        _compiled_matvec["native"] = native_kernels.available()
 
 
 def native_kernel_takes(variant: str, args: tuple) -> bool:
     """Whether the C kernels run this case now: the kernel arguments of `decode.build_case`
-    (bfloat16, with `use_compiled_matvec` on and the kernels built)."""
-    if not _compiled_matvec.get("native_bf16"):
+    (with `use_compiled_matvec` on and the kernels built)."""
+    if not _compiled_matvec.get("native"):
         return False
     if variant in ("mha", "mla_naive"):
         keys, v_blocks = args[-3], args[-2]
@@ -301,10 +303,8 @@ def _attend_own_keys(
 ) -> torch.Tensor:
     """softmax(keys . query) . values for one query row per key head, in float32 (or float64):
     keys [..., T, d], query [..., d] (scaled), v_blocks [..., n_blocks, d_v, c] -> [..., d_v].
-    In bfloat16 with the C kernels on (`use_compiled_matvec`), one pass per head in C."""
-    if _compiled_matvec.get("native_bf16") and native_kernels.handles_attention(
-        keys, query, v_blocks
-    ):
+    With the C kernels on (`use_compiled_matvec`), one pass per head in C."""
+    if _compiled_matvec.get("native") and native_kernels.handles_attention(keys, query, v_blocks):
         *lead, t, d = keys.shape
         out = native_kernels.attention(
             keys.reshape(-1, t, d), query.reshape(-1, d), v_blocks.flatten(0, -4)
@@ -378,9 +378,9 @@ def _attend_shared_keys(
     `block` can name it (`bench decode` times BLOCK_CHOICES per case and keeps the fastest);
     the default is the rule above.
     """
-    if _compiled_matvec.get("native_bf16") and native_kernels.handles_shared_keys(
+    if _compiled_matvec.get("native") and native_kernels.handles_shared_keys(
         queries_t, keys, values, rope_queries_t, rope_keys
-    ):  # bfloat16 with the C kernels on: their own blocks, `block` does not apply
+    ):  # the C kernels on: their own blocks, `block` does not apply
         return native_kernels.shared_keys_attention(
             queries_t, keys, values, rope_queries_t, rope_keys
         )

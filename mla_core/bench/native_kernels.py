@@ -1,11 +1,12 @@
-"""The bfloat16 attention kernels of `decode_bf16.c`, built on first use and called via ctypes.
+"""The attention kernels of `decode_kernels.c`, built on first use and called via ctypes.
 
-A bfloat16 decode step in torch is many passes: two products (BLAS, or compiled loops that
-widen every number), the softmax's max, exponentials and sums, casts, each writing its result
-to memory. `decode_bf16.c` does one step of each kind in one pass with AVX-512 BF16
-instructions: `attention` for one query row per key head (MHA, naive MLA; memory-bound), and
-`shared_keys_attention` for many query rows over the same keys (GQA, MQA, absorbed MLA;
-compute-bound here). See docs/decode-kernels.md for what they reach.
+A decode step in torch is many passes: two products (BLAS, or compiled loops that widen every
+bfloat16 number), the softmax's max, exponentials and sums, casts, each writing its result
+to memory. `decode_kernels.c` does one step of each kind in one pass with AVX-512, in float32
+and bfloat16 (whose products use the AVX-512 BF16 dot-product instruction): `attention` for
+one query row per key head (MHA, naive MLA; memory-bound), and `shared_keys_attention` for
+many query rows over the same keys (GQA, MQA, absorbed MLA; compute-bound here). See
+docs/decode-kernels.md for what they reach.
 
 It is built with the system's C compiler (`cc`; build-essential is in the Debian package
 list) into `.cache/native/` under a name that carries the source's hash, written to a
@@ -28,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("decode_bf16.c")
+SOURCE = Path(__file__).with_name("decode_kernels.c")
 BUILD_DIR = Path(__file__).resolve().parents[2] / ".cache" / "native"
 CFLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp", "-shared", "-fPIC")
 SWITCH_ENV = "MLA_NATIVE_KERNELS"  # "0": never build or use them (the torch kernels run)
-MAX_WIDTH = 512  # the widest value row `mha_attention_bf16` keeps accumulators for
+MAX_WIDTH = 512  # the widest value row `mha_attention` keeps accumulators for
 MAX_BLOCK = 256  # the longest value block it keeps weights for
 
 
@@ -59,7 +60,7 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     if compiler is None:
         return None, f"no C compiler ({name}) found"
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
-    target = BUILD_DIR / f"decode_bf16-{digest}.so"
+    target = BUILD_DIR / f"decode_kernels-{digest}.so"
     if not target.is_file():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=BUILD_DIR) as tmp:
@@ -75,13 +76,15 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
     library = ctypes.CDLL(str(target))
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     library.exp_f32.argtypes = [ptr, ptr, i64, ctypes.c_int]
-    library.mha_attention_bf16.argtypes = [ptr, ptr, ptr, ptr, *[i64] * 6, ctypes.c_int]
-    library.shared_keys_attention_bf16.argtypes = [
+    flag = ctypes.c_int
+    library.mha_attention.argtypes = [ptr, ptr, ptr, ptr, *[i64] * 6, flag, flag]
+    library.shared_keys_attention.argtypes = [
         *[ptr, i64, i64, i64] * 2,  # keys and RoPE keys: pointer, group and row strides, width
         *[ptr, i64, i64, i64],  # values: pointer, group and row strides, width
-        *[ptr, i64, i64, i64, i64, ptr, ptr],  # query pairs, rows, groups, tokens, splits, ...
-        ctypes.c_int,  # softmax (0: the products alone)
-        ctypes.c_int,  # threads
+        *[ptr, i64, i64, i64, i64, ptr, ptr],  # queries, rows, groups, tokens, splits, ...
+        flag,  # float32 (else bfloat16)
+        flag,  # softmax (0: the products alone)
+        flag,  # threads
     ]
     return library, ""
 
@@ -95,13 +98,20 @@ def why_not() -> str:
     return _library()[1]
 
 
+DTYPES = (torch.float32, torch.bfloat16)  # what the kernels take (all inputs the same)
+
+
+def _same_cpu_dtype(*tensors: torch.Tensor) -> bool:
+    dtype = tensors[0].dtype
+    return dtype in DTYPES and all(x.dtype == dtype and x.device.type == "cpu" for x in tensors)
+
+
 def handles_attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.Tensor) -> bool:
-    """Whether `attention` takes these: bfloat16 on the CPU, a key width divisible by 32,
-    value blocks of a multiple of 16 tokens up to MAX_BLOCK, value rows up to MAX_WIDTH."""
+    """Whether `attention` takes these: float32 or bfloat16 on the CPU, a key width divisible
+    by 32, value blocks of a multiple of 16 tokens up to MAX_BLOCK, rows up to MAX_WIDTH."""
     *_, width, block = v_blocks.shape
     return (
-        keys.dtype == query.dtype == v_blocks.dtype == torch.bfloat16
-        and keys.device.type == query.device.type == v_blocks.device.type == "cpu"
+        _same_cpu_dtype(keys, query, v_blocks)
         and keys.shape[-1] % 32 == 0
         and block % 16 == 0
         and block <= MAX_BLOCK
@@ -111,18 +121,18 @@ def handles_attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.T
 
 def attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.Tensor) -> torch.Tensor:
     """softmax(keys . query) . values per head, in one pass: keys [N, T, d], query [N, d]
-    (scaled), v_blocks [N, n_blocks, d_v, c] (`value_blocks`), bfloat16 on the CPU
+    (scaled), v_blocks [N, n_blocks, d_v, c] (`value_blocks`), float32 or bfloat16 on the CPU
     (`handles_attention`). Returns float32 [N, d_v]."""
     n, t, d = keys.shape
     _, n_blocks, d_v, c = v_blocks.shape
     if not handles_attention(keys, query, v_blocks):
         raise ValueError(
-            f"bfloat16 keys of a width divisible by 32 and value blocks of up to {MAX_BLOCK} x "
-            f"{MAX_WIDTH}; got keys {d} wide and blocks of {c} x {d_v}"
+            f"float32 or bfloat16 keys of a width divisible by 32 and value blocks of up to "
+            f"{MAX_BLOCK} x {MAX_WIDTH}; got keys {d} wide and blocks of {c} x {d_v}"
         )
     keys, query, v_blocks = keys.contiguous(), query.contiguous(), v_blocks.contiguous()
     out = torch.empty(n, d_v, dtype=torch.float32)
-    _library()[0].mha_attention_bf16(
+    _library()[0].mha_attention(
         keys.data_ptr(),
         query.data_ptr(),
         v_blocks.data_ptr(),
@@ -133,6 +143,7 @@ def attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.Tensor) -
         n_blocks,
         d_v,
         c,
+        int(keys.dtype == torch.float32),
         torch.get_num_threads(),
     )
     return out
@@ -148,12 +159,12 @@ def handles_shared_keys(
     rope_queries_t: torch.Tensor | None = None,
     rope_keys: torch.Tensor | None = None,
 ) -> bool:
-    """Whether `shared_keys_attention` takes these: bfloat16 on the CPU, query rows a
-    multiple of 16 up to MAX_ROWS, even key widths, value rows a multiple of 32 wide."""
+    """Whether `shared_keys_attention` takes these: float32 or bfloat16 on the CPU, query
+    rows a multiple of 16 up to MAX_ROWS, even key widths, value rows a multiple of 32."""
     tensors = [queries_t, keys, values] + [x for x in (rope_queries_t, rope_keys) if x is not None]
     rows = queries_t.shape[-1]
     return (
-        all(x.dtype == torch.bfloat16 and x.device.type == "cpu" for x in tensors)
+        _same_cpu_dtype(*tensors)
         and rows % 16 == 0
         and rows <= MAX_ROWS
         and keys.shape[-1] % 2 == 0
@@ -173,12 +184,13 @@ def shared_keys_attention(
     """Many query rows over the same keys, in one pass over the cache (see the C source):
     queries_t [..., d_k, rows] (scaled), keys [..., T, d_k], values [..., T, d_v] (may be the
     keys themselves), optional rope_queries_t [..., d_R, rows] and rope_keys [..., T, d_R]
-    whose scores are added. Returns float32 [..., rows, d_v]. softmax=False runs the two
-    products alone, the raw scores as weights (a probe of the shape floor, not attention)."""
+    whose scores are added; float32 or bfloat16. Returns float32 [..., rows, d_v].
+    softmax=False runs the two products alone, the raw scores as weights (a probe of the
+    shape floor, not attention)."""
     if not handles_shared_keys(queries_t, keys, values, rope_queries_t, rope_keys):
         raise ValueError(
-            f"bfloat16 inputs with 16 to {MAX_ROWS} query rows in steps of 16, even key "
-            f"widths and values a multiple of 32 wide; got {queries_t.shape[-1]} rows"
+            f"float32 or bfloat16 inputs with 16 to {MAX_ROWS} query rows in steps of 16, even "
+            f"key widths and values a multiple of 32 wide; got {queries_t.shape[-1]} rows"
         )
     *lead, t, d1 = keys.shape
     rows, d_v = queries_t.shape[-1], values.shape[-1]
@@ -189,15 +201,18 @@ def shared_keys_attention(
         k2 = rope_keys.contiguous().view(groups, t, -1)
         queries_t = torch.cat([queries_t, rope_queries_t], dim=-2)
     d = queries_t.shape[-2]
-    # [G, d / 2, rows, 2]: the two numbers of a key pair next to each other, per query row
-    q_pairs = queries_t.reshape(groups, d // 2, 2, rows).transpose(-1, -2).contiguous()
+    f32 = keys.dtype == torch.float32
+    if f32:  # [G, d, rows]
+        queries = queries_t.reshape(groups, d, rows).contiguous()
+    else:  # [G, d / 2, rows, 2]: the two numbers of a key pair side by side, per query row
+        queries = queries_t.reshape(groups, d // 2, 2, rows).transpose(-1, -2).contiguous()
     threads = torch.get_num_threads()
     # each group's context in parts, so that every thread has work (at least 256 tokens each)
     splits = max(1, min(-(-threads // groups), t // 256, 64))
     scratch = torch.empty(groups * splits, d_v * rows + 2 * rows, dtype=torch.float32)
     out = torch.empty(groups, rows, d_v, dtype=torch.float32)
     no_rope = rope_keys is None
-    _library()[0].shared_keys_attention_bf16(
+    _library()[0].shared_keys_attention(
         k1.data_ptr(),
         k1.stride(0),
         k1.stride(1),
@@ -210,13 +225,14 @@ def shared_keys_attention(
         v.stride(0),
         v.stride(1),
         d_v,
-        q_pairs.data_ptr(),
+        queries.data_ptr(),
         rows,
         groups,
         t,
         splits,
         scratch.data_ptr(),
         out.data_ptr(),
+        int(f32),
         int(softmax),
         threads,
     )

@@ -10,11 +10,12 @@ the products alone. Between the two products, an exact softmax takes one exponen
 score (T x rows of them, in float32), on the same two cores. So the shape floor of a path
 is measured: the best time of exactly its two products (all blocks of the context, no
 softmax, no casts, nothing else), over block lengths and the two orientations of the score
-product, and, where they build, the bfloat16 C kernels' own products with the softmax left
-out (`native_kernels.shared_keys_attention(..., softmax=False)`): whichever is fastest is
-the best rate this machine has for that shape. Plus one float32 exp pass over as many
-scores, alone (torch's exp or the C kernels', the faster); plus for absorbed MLA the W_UK and
-W_UV reads at the memory bandwidth. A path's floor is then max(roofline floor, shape
+product, and, where they build, the C kernels' own products with the softmax left
+out (`native_kernels.shared_keys_attention(..., softmax=False)`): whichever is faster is
+the best rate this machine has for that shape (`bench decode` times both beside the kernel
+and takes the faster in each round). Plus one float32 exp pass over as many scores, alone
+(torch's exp or the C kernels', the faster); plus for absorbed MLA the W_UK and W_UV reads
+at the memory bandwidth. A path's floor is then max(roofline floor, shape
 floor); `eff*` in the table is measured against it.
 """
 
@@ -36,21 +37,26 @@ SHAPE_FLOOR_VARIANTS = ("gqa", "mqa", "mla_absorbed")
 
 @dataclass(frozen=True)
 class ShapeFloor:
-    """A path's two products at the block length and orientation where they ran fastest."""
+    """A path's two products and the softmax's exponentials, each by every implementation
+    this machine has ("torch", and "C" where the C kernels take the shape)."""
 
-    products: Callable[[], None]  # run them again (to time them beside the kernel)
-    products_s: float  # their best time in the search
-    exps: Callable[[], None]  # the softmax's exponentials alone: one float32 exp per score
-    exps_s: float  # their best time
+    products: dict[str, Callable[[], None]]  # run them again (to time them beside the kernel)
+    products_s: float  # the best time of any of them in the search
+    exps: dict[str, Callable[[], None]]  # one float32 exp per score, alone
+    exps_s: float  # the best time of any of them
     weights_s: float  # W_UK and W_UV read at the roofline's bandwidth (absorbed MLA), else 0
-    block: int  # tokens per block (torch's products)
-    keys_first: bool  # scores as keys @ queries (else queries^T @ keys^T; torch's products)
-    products_by: str = "torch"  # whose products were fastest: "torch" (BLAS) or "C"
-    exps_by: str = "torch"  # whose exponentials were fastest
+    block: int  # tokens per block of torch's products, where they ran fastest
+    keys_first: bool  # torch's scores as keys @ queries (else queries^T @ keys^T)
 
-    def as_dict(self, products_s: float | None = None, exps_s: float | None = None) -> dict:
-        """JSON-ready; `products_s` and `exps_s` replace the search's times (e.g. medians of
-        the rounds timed beside the kernel)."""
+    def as_dict(
+        self,
+        products_s: float | None = None,
+        exps_s: float | None = None,
+        products_by: str | None = None,
+        exps_by: str | None = None,
+    ) -> dict:
+        """JSON-ready; the arguments replace the search's times (e.g. medians of the rounds
+        timed beside the kernel) and say whose products and exponentials they were."""
         products_s = self.products_s if products_s is None else products_s
         exps_s = self.exps_s if exps_s is None else exps_s
         return {
@@ -60,8 +66,8 @@ class ShapeFloor:
             "weights_s": self.weights_s,
             "block": self.block,
             "keys_first": self.keys_first,
-            "products_by": self.products_by,
-            "exps_by": self.exps_by,
+            "products_by": products_by,
+            "exps_by": exps_by,
         }
 
 
@@ -138,28 +144,22 @@ def find_shape_floor(
             seconds = _best_time(run, quick, clock)
             if seconds < best_s:
                 best_run, best_s, best_block, best_keys_first = run, seconds, block or t, keys_first
-    products_by = "torch"
+    products = {"torch": best_run}
     native = (queries_t, keys, values, rope_queries_t, rope_keys)
     if native_kernels.available() and native_kernels.handles_shared_keys(*native):
-        run = functools.partial(native_kernels.shared_keys_attention, *native, softmax=False)
-        seconds = _best_time(run, quick, clock)
-        if seconds < best_s:
-            best_run, best_s, products_by = run, seconds, "C"
-    exps_by, exps, exps_s = "torch", None, float("inf")
-    for by, candidate in _exponentials(keys.shape[:-2], t, rows).items():
-        seconds = _best_time(candidate, quick, clock)
-        if seconds < exps_s:
-            exps_by, exps, exps_s = by, candidate, seconds
+        products["C"] = functools.partial(
+            native_kernels.shared_keys_attention, *native, softmax=False
+        )
+        best_s = min(best_s, _best_time(products["C"], quick, clock))
+    exps = _exponentials(keys.shape[:-2], t, rows)
     return ShapeFloor(
-        products=best_run,
+        products=products,
         products_s=best_s,
         exps=exps,
-        exps_s=exps_s,
+        exps_s=min(_best_time(run, quick, clock) for run in exps.values()),
         weights_s=weights_bytes / roofline.bandwidth,
         block=best_block,
         keys_first=best_keys_first,
-        products_by=products_by,
-        exps_by=exps_by,
     )
 
 
