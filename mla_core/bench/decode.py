@@ -30,6 +30,7 @@ from mla_core.bench.decode_attention import (
     mla_absorbed_decode,
     mla_naive_decode,
     native_kernel_takes,
+    shared_key_operands,
     step_cost,
     use_compiled_matvec,
 )
@@ -370,7 +371,7 @@ def fastest_block(
     library tunes its tile size to the shape. None for the other kinds (no blocks)."""
     if variant not in SHAPE_FLOOR_VARIANTS:
         return None
-    context = args[1].shape[-2] if variant in ("gqa", "mqa") else args[2].shape[-2]
+    context = shared_key_operands(variant, args)[1].shape[-2]  # the keys' tokens
     best, best_seconds = None, float("inf")
     for block in BLOCK_CHOICES:
         if block is not None and block >= context:

@@ -253,21 +253,10 @@ def native_kernel_takes(variant: str, args: tuple) -> bool:
     (with `use_compiled_matvec` on and the kernels built)."""
     if not _compiled_matvec.get("native"):
         return False
-    if variant in ("mha", "mla_naive"):
+    if variant in ("mha", "mla_naive"):  # (..., k_cache, v_blocks, scale)
         keys, v_blocks = args[-3], args[-2]
-        query = torch.empty(keys.shape[-1], dtype=keys.dtype, device=keys.device)
-        return native_kernels.handles_attention(keys, query, v_blocks)
-    if variant in ("gqa", "mqa"):
-        q, k_cache, v_cache = args[:3]
-        rows = q.shape[1] // k_cache.shape[1]
-        queries_t = q.new_empty(*k_cache.shape[:2], q.shape[-1], rows)
-        return native_kernels.handles_shared_keys(queries_t, k_cache, v_cache)
-    q_nope, q_rope, c_kv_cache, k_rope_cache = args[:4]
-    queries_t = q_nope.new_empty(q_nope.shape[0], c_kv_cache.shape[-1], q_nope.shape[1])
-    rope_queries_t = q_rope.transpose(-1, -2)
-    return native_kernels.handles_shared_keys(
-        queries_t, c_kv_cache, c_kv_cache, rope_queries_t, k_rope_cache
-    )
+        return native_kernels.handles_attention(keys, keys[..., 0, :], v_blocks)
+    return native_kernels.handles_shared_keys(*shared_key_operands(variant, args))
 
 
 def _dot_over_last(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
@@ -339,12 +328,17 @@ def gqa_decode(
     `_attend_shared_keys` (default: its rule). Returns o [B, H, d].
     """
     batch, n_heads, head_dim = q.shape
-    kv_heads = k_cache.shape[1]
-    q_grouped = (q * scale).view(batch, kv_heads, n_heads // kv_heads, head_dim)  # [B, G, H/G, d]
-    out = _attend_shared_keys(
-        q_grouped.transpose(-1, -2), k_cache, v_cache, block=block
-    )  # [B, G, H/G, d]
+    queries_t = _grouped_queries_t(q, k_cache.shape[1], scale)  # [B, G, d, H/G]
+    out = _attend_shared_keys(queries_t, k_cache, v_cache, block=block)  # [B, G, H/G, d]
     return out.reshape(batch, n_heads, head_dim).to(q.dtype)
+
+
+def _grouped_queries_t(q: torch.Tensor, kv_heads: int, scale: float) -> torch.Tensor:
+    """GQA's queries as `_attend_shared_keys` takes them: q [B, H, d] scaled and grouped by
+    key/value head, one column per query row: [B, G, d, H / G]."""
+    batch, n_heads, head_dim = q.shape
+    q_grouped = (q * scale).view(batch, kv_heads, n_heads // kv_heads, head_dim)
+    return q_grouped.transpose(-1, -2)
 
 
 SHARED_KEYS_BLOCK = 2048  # tokens per block of `_attend_shared_keys`, by default
@@ -480,16 +474,35 @@ def mla_absorbed_decode(
     and every head then scores the same cached rows: one matrix product for all heads, with
     the latent as both key and value. `block`: as in `gqa_decode`. Returns o [B, H, d_v].
     """
-    q_latent = _per_head_matvec(w_uk_t, q_nope).to(q_nope.dtype) * scale  # [B, H, d_c]
+    latent_t, rope_t = _latent_queries_t(q_nope, q_rope, w_uk_t, scale)
     out_latent = _attend_shared_keys(
-        q_latent.transpose(-1, -2),
-        c_kv_cache,
-        c_kv_cache,
-        rope_queries_t=(q_rope * scale).transpose(-1, -2),
-        rope_keys=k_rope_cache,
-        block=block,
+        latent_t, c_kv_cache, c_kv_cache, rope_t, k_rope_cache, block=block
     )  # [B, H, d_c]
     return _per_head_matvec(w_uv, out_latent.to(q_nope.dtype)).to(q_nope.dtype)  # [B, H, d_v]
+
+
+def _latent_queries_t(
+    q_nope: torch.Tensor, q_rope: torch.Tensor, w_uk_t: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Absorbed MLA's queries as `_attend_shared_keys` takes them, one column per head: the
+    query folded into latent space, W_UK^T q_nope, [B, d_c, H], and the RoPE query [B, d_R, H],
+    both scaled."""
+    q_latent = _per_head_matvec(w_uk_t, q_nope).to(q_nope.dtype) * scale  # [B, H, d_c]
+    return q_latent.transpose(-1, -2), (q_rope * scale).transpose(-1, -2)
+
+
+def shared_key_operands(variant: str, args: tuple) -> tuple:
+    """What GQA, MQA and absorbed MLA hand to their attention over shared keys, from their
+    kernel arguments (`decode.build_case`): (queries_t, keys, values, rope_queries_t,
+    rope_keys), as `_attend_shared_keys` takes them."""
+    if variant in ("gqa", "mqa"):
+        q, k_cache, v_cache, scale = args
+        return _grouped_queries_t(q, k_cache.shape[1], scale), k_cache, v_cache, None, None
+    if variant == "mla_absorbed":
+        q_nope, q_rope, c_kv_cache, k_rope_cache, w_uk_t, _, scale = args
+        latent_t, rope_t = _latent_queries_t(q_nope, q_rope, w_uk_t, scale)
+        return latent_t, c_kv_cache, c_kv_cache, rope_t, k_rope_cache
+    raise ValueError(f"{variant!r} does not attend over shared keys")
 
 
 def _per_head_matvec(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from mla_core.bench import native_kernels
-from mla_core.bench.decode_attention import BLOCK_CHOICES
+from mla_core.bench.decode_attention import BLOCK_CHOICES, shared_key_operands
 from mla_core.bench.roofline import Roofline
 from mla_core.bench.timer import WALL, Clock, time_calls
 
@@ -118,21 +118,10 @@ def find_shape_floor(
     memory-bound: the roofline floor is theirs)."""
     if variant not in SHAPE_FLOOR_VARIANTS:
         return None
+    queries_t, keys, values, rope_queries_t, rope_keys = shared_key_operands(variant, args)
     weights_bytes = 0
-    if variant in ("gqa", "mqa"):
-        q, k_cache, v_cache, _ = args
-        batch, n_heads, head_dim = q.shape
-        groups = k_cache.shape[1]
-        queries_t = q.view(batch, groups, n_heads // groups, head_dim).transpose(-1, -2)
-        keys, values, rope_keys, rope_queries_t = k_cache, v_cache, None, None
-    else:
-        q_nope, q_rope, c_kv_cache, k_rope_cache, w_uk_t, w_uv, _ = args
-        batch, n_heads = q_nope.shape[:2]
-        # the query folded into latent space: [B, d_c, H] (values do not matter for the time)
-        queries_t = torch.ones(batch, c_kv_cache.shape[-1], n_heads, dtype=q_nope.dtype)
-        rope_queries_t = q_rope.transpose(-1, -2)
-        keys = values = c_kv_cache
-        rope_keys = k_rope_cache
+    if variant == "mla_absorbed":  # W_UK^T and W_UV, read once per step
+        w_uk_t, w_uv = args[4:6]
         weights_bytes = (w_uk_t.numel() + w_uv.numel()) * w_uk_t.element_size()
     t, rows = keys.shape[-2], queries_t.shape[-1]
     best_run, best_s, best_block, best_keys_first = None, float("inf"), t, True
