@@ -81,30 +81,51 @@ static void dot_over_last(const uint16_t *keys, const uint16_t *q, float *scores
     }
 }
 
+/* the same product in float32: keys [tokens, width], width a multiple of 16 */
+static void dot_over_last_f32(const float *keys, const float *q, float *scores, int64_t tokens,
+                              int64_t width) {
+    for (int64_t t = 0; t < tokens; t++) {
+        const float *k = keys + t * width;
+        __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
+        int64_t j = 0;
+        for (; j + 32 <= width; j += 32) {
+            even = _mm512_fmadd_ps(_mm512_loadu_ps(k + j), _mm512_loadu_ps(q + j), even);
+            odd = _mm512_fmadd_ps(_mm512_loadu_ps(k + j + 16), _mm512_loadu_ps(q + j + 16), odd);
+        }
+        for (; j < width; j += 16)
+            even = _mm512_fmadd_ps(_mm512_loadu_ps(k + j), _mm512_loadu_ps(q + j), even);
+        scores[t] = _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
+    }
+}
+
 /* 16 bfloat16 numbers widened to float32: a bfloat16 is the top half of a float32. */
 static inline __m512 widen(const uint16_t *p) {
     __m512i halves = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(halves, 16));
 }
 
+/* 16 numbers from p + i as float32: float32 as they are (f32), else bfloat16 widened */
+static inline __m512 load16(const void *p, int64_t i, int f32) {
+    return f32 ? _mm512_loadu_ps((const float *)p + i) : widen((const uint16_t *)p + i);
+}
+
 /* out[j] = sum_b sum_c weights[b * block + c] * v_blocks[b, j, c] for one head
- * weights: float32 [n_blocks * block]; v_blocks: bfloat16 [n_blocks, width, block] (the
- * `value_blocks` layout); out: float32 [width]. block is a multiple of 16 and at most 256;
- * width at most 512. */
-static void weighted_sum(const float *weights, const uint16_t *v_blocks, float *out,
-                         int64_t n_blocks, int64_t width, int64_t block) {
+ * weights: float32 [n_blocks * block]; v_blocks: float32 (f32) or bfloat16 [n_blocks, width,
+ * block] (the `value_blocks` layout); out: float32 [width]. block is a multiple of 16 and at
+ * most 256; width at most 512. */
+static void weighted_sum(const float *weights, const void *v_blocks, float *out,
+                         int64_t n_blocks, int64_t width, int64_t block, int f32) {
     __m512 acc[512];
     for (int64_t j = 0; j < width; j++) acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n_blocks; b++) {
         __m512 w[16];
         const float *wb = weights + b * block;
         for (int64_t c = 0; c < block / 16; c++) w[c] = _mm512_loadu_ps(wb + 16 * c);
-        const uint16_t *vb = v_blocks + b * width * block;
         for (int64_t j = 0; j < width; j++) {
-            const uint16_t *row = vb + j * block;
-            __m512 sum = _mm512_mul_ps(widen(row), w[0]);
+            int64_t row = (b * width + j) * block;
+            __m512 sum = _mm512_mul_ps(load16(v_blocks, row, f32), w[0]);
             for (int64_t c = 1; c < block / 16; c++)
-                sum = _mm512_fmadd_ps(widen(row + 16 * c), w[c], sum);
+                sum = _mm512_fmadd_ps(load16(v_blocks, row + 16 * c, f32), w[c], sum);
             acc[j] = _mm512_add_ps(acc[j], sum);
         }
     }
@@ -137,43 +158,6 @@ static void softmax_in_place(float *scores, int64_t n, int64_t padded) {
     for (t = n; t < padded; t++) scores[t] = 0.0f;
 }
 
-/* the same two products in float32: keys [tokens, width], width a multiple of 16 */
-static void dot_over_last_f32(const float *keys, const float *q, float *scores, int64_t tokens,
-                              int64_t width) {
-    for (int64_t t = 0; t < tokens; t++) {
-        const float *k = keys + t * width;
-        __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
-        int64_t j = 0;
-        for (; j + 32 <= width; j += 32) {
-            even = _mm512_fmadd_ps(_mm512_loadu_ps(k + j), _mm512_loadu_ps(q + j), even);
-            odd = _mm512_fmadd_ps(_mm512_loadu_ps(k + j + 16), _mm512_loadu_ps(q + j + 16), odd);
-        }
-        for (; j < width; j += 16)
-            even = _mm512_fmadd_ps(_mm512_loadu_ps(k + j), _mm512_loadu_ps(q + j), even);
-        scores[t] = _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
-    }
-}
-
-static void weighted_sum_f32(const float *weights, const float *v_blocks, float *out,
-                             int64_t n_blocks, int64_t width, int64_t block) {
-    __m512 acc[512];
-    for (int64_t j = 0; j < width; j++) acc[j] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n_blocks; b++) {
-        __m512 w[16];
-        const float *wb = weights + b * block;
-        for (int64_t c = 0; c < block / 16; c++) w[c] = _mm512_loadu_ps(wb + 16 * c);
-        const float *vb = v_blocks + b * width * block;
-        for (int64_t j = 0; j < width; j++) {
-            const float *row = vb + j * block;
-            __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(row), w[0]);
-            for (int64_t c = 1; c < block / 16; c++)
-                sum = _mm512_fmadd_ps(_mm512_loadu_ps(row + 16 * c), w[c], sum);
-            acc[j] = _mm512_add_ps(acc[j], sum);
-        }
-    }
-    for (int64_t j = 0; j < width; j++) out[j] = _mm512_reduce_add_ps(acc[j]);
-}
-
 /* One decode step of MHA-shaped attention (one query row per key head: MHA, naive MLA):
  * scores, softmax and weighted sum of each head in one pass, its scores kept in cache.
  * keys [heads, tokens, width]; query [heads, width] (already scaled); v_blocks [heads,
@@ -197,12 +181,8 @@ void mha_attention(const void *keys, const void *query, const void *v_blocks, fl
                 dot_over_last((const uint16_t *)keys + k_at, (const uint16_t *)query + q_at,
                               scores, tokens, width);
             softmax_in_place(scores, tokens, n_blocks * block);
-            if (f32)
-                weighted_sum_f32(scores, (const float *)v_blocks + v_at, out + h * v_width,
-                                 n_blocks, v_width, block);
-            else
-                weighted_sum(scores, (const uint16_t *)v_blocks + v_at, out + h * v_width,
-                             n_blocks, v_width, block);
+            weighted_sum(scores, (const char *)v_blocks + v_at * (f32 ? 4 : 2),
+                         out + h * v_width, n_blocks, v_width, block, f32);
         }
         free(scores);
     }
