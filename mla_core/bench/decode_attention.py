@@ -283,8 +283,8 @@ def _weighted_sum_over_tokens(weights: torch.Tensor, v_blocks: torch.Tensor) -> 
     if fused is None:
         w = weights.to(v_blocks.dtype).view(*lead, n_blocks, c, 1)
         return _wide(torch.matmul(v_blocks, w).squeeze(-1)).sum(-2)  # block by block
-    weights, v_blocks = weights.reshape(-1, n_blocks * c), v_blocks.reshape(-1, n_blocks, d, c)
-    return fused(weights, v_blocks).view(*lead, d)
+    flat = fused(weights.reshape(-1, n_blocks * c), v_blocks.reshape(-1, n_blocks, d, c))
+    return flat.view(*lead, d)
 
 
 def _attend_own_keys(

@@ -209,6 +209,7 @@ void mha_attention(const void *keys, const void *query, const void *v_blocks, fl
 
 #define TOKEN_BLOCK 64
 #define MAX_ROWS 256
+#define MAX_SPLITS 64 /* parts of one group's context, merged at the end */
 
 /* scores[a, r0 + 16 b + lane] for tk keys from k1 (and k2, the RoPE part), bfloat16 */
 static inline __attribute__((always_inline)) void score_tile(
@@ -476,8 +477,8 @@ static void attend_part(const void *k1, int64_t k1_row, int64_t d1, const void *
  * strides in elements. queries (already scaled): float32 [groups, d1 + d2, rows], or
  * bfloat16 pairs [groups, (d1 + d2) / 2, rows, 2]. out float32 [groups, rows, v_width].
  * rows a multiple of 16 up to MAX_ROWS, d1 and d2 even, v_width a multiple of 32. Each
- * group's context is split in `splits` parts (at most 64), attended in parallel and merged
- * at the end; scratch float32 [groups * splits, v_width * rows + 2 * rows].
+ * group's context is split in `splits` parts (at most MAX_SPLITS), attended in parallel
+ * and merged at the end; scratch float32 [groups * splits, v_width * rows + 2 * rows].
  * softmax 0: the two products alone, the scores taken as the weights (a timing probe). */
 void shared_keys_attention(const void *k1, int64_t k1_group, int64_t k1_row, int64_t d1,
                            const void *k2, int64_t k2_group, int64_t k2_row, int64_t d2,
@@ -516,7 +517,7 @@ void shared_keys_attention(const void *k1, int64_t k1_group, int64_t k1_row, int
         free(v_pairs);
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < groups; g++) {
-            float weight[64][MAX_ROWS], total[MAX_ROWS];
+            float weight[MAX_SPLITS][MAX_ROWS], total[MAX_ROWS];
             for (int64_t r = 0; r < rows; r++) {
                 float max = -INFINITY;
                 for (int64_t s = 0; s < splits; s++) {

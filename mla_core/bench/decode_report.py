@@ -124,6 +124,4 @@ def _token_label(tokens: int) -> str:
 
 def _block(tokens: int | None) -> str:
     """1024 -> "1k"; None (no blocks, or not tuned) -> "-"."""
-    if not tokens:
-        return "-"
-    return f"{tokens // 1024}k" if tokens % 1024 == 0 else str(tokens)
+    return _token_label(tokens) if tokens else "-"

@@ -150,6 +150,7 @@ def attention(keys: torch.Tensor, query: torch.Tensor, v_blocks: torch.Tensor) -
 
 
 MAX_ROWS = 256  # query rows sharing one key row that `shared_keys_attention` takes
+MAX_SPLITS = 64  # parts of one group's context it merges (the C source's MAX_SPLITS)
 
 
 def handles_shared_keys(
@@ -208,7 +209,7 @@ def shared_keys_attention(
         queries = queries_t.reshape(groups, d // 2, 2, rows).transpose(-1, -2).contiguous()
     threads = torch.get_num_threads()
     # each group's context in parts, so that every thread has work (at least 256 tokens each)
-    splits = max(1, min(-(-threads // groups), t // 256, 64))
+    splits = max(1, min(-(-threads // groups), t // 256, MAX_SPLITS))
     scratch = torch.empty(groups * splits, d_v * rows + 2 * rows, dtype=torch.float32)
     out = torch.empty(groups, rows, d_v, dtype=torch.float32)
     no_rope = rope_keys is None
